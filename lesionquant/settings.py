@@ -1,0 +1,103 @@
+"""Settings of the measuring pipeline: one frozen, validated object.
+
+Every result stores the settings it was made with (``Settings.to_dict``), so a number in
+the endpoint table can always be traced back to the exact configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Method", "Settings"]
+
+
+class Method(str, enum.Enum):
+    """Segmentation method. Accepts its string value (``Method("classical")``)."""
+
+    CLASSICAL = "classical"
+    """Thresholds, morphology and connected components (the baseline and fallback)."""
+    MODEL = "model"
+    """The learned torch model shipped in the package."""
+
+
+def _check_range(name: str, lo: float, hi: float) -> None:
+    if not lo < hi:
+        raise ValueError(f"Settings.{name}: lower bound {lo} must be below upper bound {hi}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of :func:`lesionquant.quantify`.
+
+    Density bands follow the Fleischner Society glossary (Hansell et al., Radiology
+    2008;246:697-722) and the quantitative COVID-19 CT literature (e.g. Lessmann et al.,
+    Radiology 2021; Chaganti et al., Radiol Artif Intell 2020), see ``docs/method.md``.
+
+    Attributes
+    ----------
+    method : Method or str
+        ``"classical"`` (default) or ``"model"``.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:N]"``.
+    ggo_hu : tuple of float
+        Half-open HU band ``[lo, hi)`` of ground-glass opacity. Default ``(-750, -300)``.
+    consolidation_hu : tuple of float
+        Half-open HU band ``[lo, hi)`` of consolidation. Default ``(-300, 150)``; denser
+        voxels (calcification, contrast-filled vessels) are not lesion.
+    min_lesion_volume_ml : float
+        Connected lesion components smaller than this are dropped, mL. Default 0.05 mL.
+    """
+
+    method: Method = Method.CLASSICAL
+    device: str = "auto"
+    ggo_hu: tuple[float, float] = (-750.0, -300.0)
+    consolidation_hu: tuple[float, float] = (-300.0, 150.0)
+    min_lesion_volume_ml: float = 0.05
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", Method(self.method))
+        object.__setattr__(self, "ggo_hu", tuple(float(v) for v in self.ggo_hu))
+        object.__setattr__(
+            self, "consolidation_hu", tuple(float(v) for v in self.consolidation_hu)
+        )
+        _check_range("ggo_hu", *self.ggo_hu)
+        _check_range("consolidation_hu", *self.consolidation_hu)
+        if self.ggo_hu[1] > self.consolidation_hu[0]:
+            raise ValueError("Settings: ggo_hu must end at or below the start of consolidation_hu")
+        if self.min_lesion_volume_ml < 0:
+            raise ValueError("Settings.min_lesion_volume_ml must be >= 0")
+        dev = str(self.device).lower()
+        if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
+            raise ValueError(
+                f"Settings.device must be 'auto', 'cpu' or 'cuda[:N]', not {self.device!r}"
+            )
+        object.__setattr__(self, "device", dev)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every setting (enums as strings, tuples as lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, enum.Enum):
+                v = v.value
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build settings from a dict (e.g. a TOML table); unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
