@@ -27,6 +27,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {
     "Scan": "lesionquant.scan",
+    "load_scan": "lesionquant.io",
 }
 
 __all__ = [
@@ -38,9 +39,11 @@ __all__ = [
     "Scan",
     "Settings",
     "__version__",
+    "load_scan",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lesionquant.io import load_scan
     from lesionquant.scan import Scan
 
 

@@ -15,6 +15,7 @@ from lesionquant.errors import InvalidInputError, LesionQuantError
 
 def test_public_api_is_explicit():
     assert "Settings" in lesionquant.__all__
+    assert "load_scan" in lesionquant.__all__
     for name in lesionquant.__all__:
         assert getattr(lesionquant, name) is not None
 

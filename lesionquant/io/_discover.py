@@ -1,0 +1,323 @@
+"""Find DICOM series under a path, describe them and choose the CT series to quantify.
+
+Folders are walked recursively in sorted order. Only headers are read
+(``dcmread(stop_before_pixels=True)``). DICOMDIR and Philips DIRFILE index files are skipped
+and never followed; files that are not DICOM are skipped. Files are grouped by
+SeriesInstanceUID and, inside a series, by image size, orientation and image-type class
+(ORIGINAL vs DERIVED), so mixed series split cleanly.
+
+Choice rules (a series is *excluded* with a reason, else it is a *candidate*):
+
+* DICOM SEG, secondary capture, non-image objects, non-CT modality: excluded (refused even
+  when forced by UID).
+* ImageType DERIVED or SECONDARY (maps, screenshots that can carry burned-in patient data):
+  excluded (refused even when forced).
+* Enhanced multi-frame CT: excluded (not supported: see docs/loader.md).
+* LOCALIZER (scout) images and non-axial reformats: excluded (loadable when forced by UID).
+
+Among candidates the best covers the most of the body axis up to full lung coverage
+(:data:`LUNG_COVERAGE_MM`), then has the thinnest slices, then the most slices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lesionquant.errors import (
+    DicomDecodeError,
+    InvalidInputError,
+    NoSeriesError,
+    UnsupportedDicomError,
+)
+from lesionquant.io._geometry import orientation_key
+from lesionquant.io._header import SliceHeader, looks_like_dicom, read_header
+
+__all__ = ["LUNG_COVERAGE_MM", "Discovery", "SeriesInfo", "choose_series", "discover_series",
+           "iter_files"]
+
+logger = logging.getLogger(__name__)
+
+LUNG_COVERAGE_MM = 150.0
+"""Extent along the body axis that covers adult lungs; longer series are not preferred more."""
+
+_INDEX_NAMES = {"DICOMDIR", "DIRFILE"}
+_SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
+_SC_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+_ENHANCED_CT_SOP = "1.2.840.10008.5.1.4.1.1.2.1"
+_MEDIA_DIR_SOP = "1.2.840.10008.1.3.10"
+_REFUSED_KINDS = {"seg", "secondary-capture", "not-image", "not-ct", "derived", "enhanced",
+                  "unsupported"}
+
+
+@dataclass
+class SeriesInfo:
+    """One series (or one geometry group of a series) found under the input path.
+
+    Attributes
+    ----------
+    key : str
+        Unique key: SeriesInstanceUID, with ``#2``, ``#3``... for further geometry groups.
+    series_uid : str
+        SeriesInstanceUID ("" when absent).
+    headers : list of SliceHeader
+    excluded : str
+        Why the series is not a candidate ("" for candidates).
+    exclusion_kind : str
+        Machine-readable class of the exclusion ("localizer", "derived", "not-ct", ...).
+    chosen : bool
+    reason : str
+        Why it was chosen (or why not, for candidates that lost).
+    """
+
+    key: str
+    series_uid: str
+    headers: list[SliceHeader]
+    excluded: str = ""
+    exclusion_kind: str = ""
+    chosen: bool = False
+    reason: str = ""
+    extent_mm: float = field(default=0.0)
+
+    @property
+    def first(self) -> SliceHeader:
+        return self.headers[0]
+
+    @property
+    def short_uid(self) -> str:
+        """Last 12 characters of the key (UIDs share long prefixes)."""
+        return self.key if len(self.key) <= 14 else "..." + self.key[-12:]
+
+    @property
+    def n_files(self) -> int:
+        return len(self.headers)
+
+    @property
+    def n_positions(self) -> int:
+        """Distinct slice positions (duplicates counted once)."""
+        pos = [h.position for h in self.headers if h.position is not None]
+        if not pos:
+            return self.n_files
+        return len({tuple(round(v, 2) for v in p) for p in pos}) + (self.n_files - len(pos))
+
+
+@dataclass
+class Discovery:
+    """Result of walking a path."""
+
+    root: str
+    series: list[SeriesInfo]
+    skipped_non_dicom: int = 0
+    skipped_index: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def iter_files(root: str) -> Iterator[str]:
+    """Files under ``root`` (or ``root`` itself), sorted, skipping hidden entries."""
+    if os.path.isfile(root):
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name)
+
+
+def _read_all(paths: Iterable[str], disc: Discovery, strict: bool) -> list[SliceHeader]:
+    headers = []
+    for path in paths:
+        if os.path.basename(path).upper() in _INDEX_NAMES:
+            disc.skipped_index += 1
+            continue
+        if not looks_like_dicom(path):
+            if strict:
+                raise InvalidInputError("not a DICOM file (no DICM marker) and not a known "
+                                        "volume format", source=path)
+            disc.skipped_non_dicom += 1
+            continue
+        try:
+            h = read_header(path, force=True)
+        except DicomDecodeError as exc:
+            if strict:
+                raise
+            logger.warning("skipping unreadable DICOM file: %s", exc)
+            disc.unreadable.append(path)
+            continue
+        if h.sop_class_uid == _MEDIA_DIR_SOP:
+            disc.skipped_index += 1
+            continue
+        headers.append(h)
+    return headers
+
+
+def _type_class(h: SliceHeader) -> str:
+    it = h.image_type
+    if any(v in ("DERIVED", "SECONDARY") for v in it[:2]):
+        return "derived"
+    if "LOCALIZER" in it:
+        return "localizer"
+    return "original"
+
+
+def _group(headers: Sequence[SliceHeader]) -> list[SeriesInfo]:
+    groups: dict[tuple, list[SliceHeader]] = {}
+    for h in headers:
+        uid = h.series_uid or (
+            f"no-uid:{h.study_uid}:{h.series_number}:{os.path.dirname(h.path)}")
+        sub = (h.rows, h.columns, orientation_key(h.orientation), _type_class(h),
+               h.sop_class_uid)
+        groups.setdefault((uid, sub), []).append(h)
+    by_uid: dict[str, list[list[SliceHeader]]] = {}
+    for (uid, _), hs in groups.items():
+        by_uid.setdefault(uid, []).append(hs)
+    out = []
+    for uid, lists in by_uid.items():
+        lists.sort(key=lambda hs: -len(hs))
+        for i, hs in enumerate(lists):
+            out.append(SeriesInfo(key=uid if i == 0 else f"{uid}#{i + 1}",
+                                  series_uid="" if uid.startswith("no-uid:") else uid,
+                                  headers=hs))
+    out.sort(key=lambda s: (s.first.series_number if s.first.series_number is not None
+                            else 1 << 30, s.key))
+    return out
+
+
+def _classify(s: SeriesInfo) -> None:
+    h = s.first
+    it = h.image_type
+    kinds: list[tuple[str, str]] = []
+    if h.sop_class_uid == _SEG_SOP or h.modality == "SEG":
+        kinds.append(("seg", "DICOM SEG (a segmentation, not an image)"))
+    elif h.sop_class_uid.startswith(_SC_SOP_PREFIX):
+        kinds.append(("secondary-capture", "secondary capture (screenshot or map; may carry "
+                      "burned-in patient data)"))
+    elif not h.has_pixel_data or not h.rows or not h.columns:
+        kinds.append(("not-image", "no image pixel data"))
+    elif h.modality and h.modality != "CT":
+        kinds.append(("not-ct", f"modality {h.modality}, not CT"))
+    elif _type_class(h) == "derived":
+        kinds.append(("derived", f"derived image ({'/'.join(it)}), not original HU"))
+    elif h.sop_class_uid == _ENHANCED_CT_SOP or h.frames > 1:
+        kinds.append(("enhanced", f"enhanced multi-frame CT ({h.frames} frames) is not "
+                      "supported; export as classic single-frame CT images"))
+    elif "LOCALIZER" in it:
+        kinds.append(("localizer", "localizer (scout) image"))
+    elif h.orientation is not None:
+        normal = np.cross(h.orientation[:3], h.orientation[3:])
+        if abs(normal[2]) < 0.8:  # more than ~37 deg from axial: coronal/sagittal reformat
+            kinds.append(("not-axial", "not axial (coronal or sagittal reformat)"))
+    if kinds:
+        s.exclusion_kind, s.excluded = kinds[0]
+    pos = [np.asarray(x.position) for x in s.headers if x.position is not None]
+    if len(pos) > 1 and h.orientation is not None:
+        normal = np.cross(h.orientation[:3], h.orientation[3:])
+        along = np.array([p @ normal for p in pos])
+        s.extent_mm = float(along.max() - along.min())
+
+
+def discover_series(path: str | os.PathLike[str], *, strict: bool = False) -> Discovery:
+    """Walk ``path`` and return every DICOM series found, classified.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder (searched recursively) or one DICOM file.
+    strict : bool
+        Raise on the first unreadable file instead of skipping it (used for single files).
+
+    Returns
+    -------
+    Discovery
+        Series sorted by SeriesNumber; candidates have ``excluded == ""``; the preferred one has
+        ``chosen`` set (see :func:`choose_series`).
+
+    Raises
+    ------
+    InvalidInputError
+        The path does not exist.
+    """
+    root = os.fspath(path)
+    if not os.path.exists(root):
+        raise InvalidInputError("no such file or folder", source=root)
+    disc = Discovery(root=root, series=[])
+    headers = _read_all(iter_files(root), disc, strict=strict)
+    disc.series = _group(headers)
+    for s in disc.series:
+        _classify(s)
+    _rank(disc.series)
+    return disc
+
+
+def _rank(series: list[SeriesInfo]) -> None:
+    candidates = [s for s in series if not s.excluded]
+    if not candidates:
+        return
+
+    def score(s: SeriesInfo) -> tuple:
+        thick = s.first.slice_thickness_mm or 99.0
+        return (-min(s.extent_mm, LUNG_COVERAGE_MM), thick, -s.n_positions)
+
+    candidates.sort(key=score)
+    best = candidates[0]
+    best.chosen = True
+    thick = best.first.slice_thickness_mm
+    facts = (f"CT {'/'.join(best.first.image_type[:3]) or 'image'}, {best.n_positions} "
+             f"slices, {best.extent_mm:.0f} mm coverage"
+             + (f", {thick:g} mm thick" if thick else ""))
+    if len(candidates) == 1:
+        best.reason = f"chosen: {facts}; the only candidate"
+    else:
+        best.reason = f"chosen: {facts}; best coverage, then thinnest of {len(candidates)}"
+        for s in candidates[1:]:
+            s.reason = "candidate: less coverage or thicker slices than the chosen series"
+
+
+def choose_series(disc: Discovery, series_uid: str | None = None) -> tuple[SeriesInfo, list[str]]:
+    """The series to load, honouring a forced UID; with warnings.
+
+    Raises
+    ------
+    NoSeriesError
+        No DICOM images at all, or the requested UID is absent.
+    UnsupportedDicomError
+        DICOM images exist but none is a loadable CT series (the message lists why), or the
+        forced series is of a refused kind (SEG, derived, secondary capture, non-CT).
+    """
+    warns: list[str] = []
+    if disc.unreadable:
+        warns.append(f"{disc.root}: {len(disc.unreadable)} unreadable DICOM file(s) skipped, "
+                     f"e.g. {os.path.basename(disc.unreadable[0])}")
+    if not disc.series:
+        detail = (f"{disc.skipped_non_dicom} non-DICOM file(s), {disc.skipped_index} index "
+                  f"file(s), {len(disc.unreadable)} unreadable DICOM file(s)")
+        raise NoSeriesError(f"no DICOM image series found ({detail})", source=disc.root)
+    if series_uid is not None:
+        matches = [s for s in disc.series if series_uid in (s.key, s.series_uid)]
+        if not matches:
+            known = ", ".join(s.key for s in disc.series)
+            raise NoSeriesError(f"series {series_uid} not found (found: {known})",
+                                source=disc.root)
+        loadable = [s for s in matches if s.exclusion_kind not in _REFUSED_KINDS]
+        if not loadable:
+            s = matches[0]
+            raise UnsupportedDicomError(f"series {series_uid} refused: {s.excluded}",
+                                        source=disc.root)
+        pick = next((s for s in loadable if s.chosen), loadable[0])
+        if pick.excluded:
+            warns.append(f"{disc.root}: series {pick.short_uid} forced by UID although "
+                         f"{pick.excluded}")
+        return pick, warns
+    chosen = [s for s in disc.series if s.chosen]
+    if not chosen:
+        reasons = "; ".join(f"{s.short_uid}: {s.excluded}" for s in disc.series)
+        if all(s.exclusion_kind in _REFUSED_KINDS for s in disc.series):
+            raise UnsupportedDicomError(f"no CT series to quantify ({reasons})",
+                                        source=disc.root)
+        raise NoSeriesError(f"no CT series to quantify ({reasons}); force one with series_uid",
+                            source=disc.root)
+    return chosen[0], warns

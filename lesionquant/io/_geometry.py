@@ -1,0 +1,318 @@
+"""Slice geometry: sort, spacing, gaps, duplicates, gantry tilt -> an orthogonal grid.
+
+Conventions: LPS, mm. A slice's row direction ``r`` and column direction ``c`` come from
+ImageOrientationPatient, its normal is ``n = r x c``. Slices are sorted by the projection of
+ImagePositionPatient on ``n`` (never by InstanceNumber or file name).
+
+The output grid always has the direction ``(r, c, n)`` (orthonormal), spacing
+``(PixelSpacing[1], PixelSpacing[0], dz)`` and the first slice's position as origin, so voxel
+``(i, j, k)`` sits at ``origin + i*dx*r + j*dy*c + k*dz*n``.
+
+* **Uniform spacing** (every gap within :data:`UNIFORM_TOL_FRACTION` of the mean, or
+  :data:`UNIFORM_TOL_MM`): ``dz`` is the mean gap; no resampling.
+* **Irregular spacing** (largest gap at most :data:`MAX_GAP_RATIO` x the median gap):
+  resampled along the slice stack onto a uniform grid with dcm2niix's rule (the smallest gap,
+  but never more than twice the original slice count), linear interpolation, with a warning.
+* **Missing slices** (a gap above :data:`MAX_GAP_RATIO` x the median): :class:`GeometryError`;
+  interpolating across it would invent anatomy.
+* **Gantry tilt** (slice positions drift in-plane along the stack): each slice is shifted in
+  its plane by its drift (bilinear), the dcm2niix correction; the result is an orthogonal grid
+  where every voxel sits at its true physical position. A warning names the angle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lesionquant.errors import GeometryError
+from lesionquant.io._header import SliceHeader
+
+__all__ = [
+    "DUPLICATE_TOL_MM",
+    "MAX_GAP_RATIO",
+    "StackPlan",
+    "build_image",
+    "orientation_key",
+    "plan_stack",
+]
+
+logger = logging.getLogger(__name__)
+
+DUPLICATE_TOL_MM = 0.01
+"""Slices whose positions on the normal differ by less than this are the same position."""
+UNIFORM_TOL_MM = 0.01
+UNIFORM_TOL_FRACTION = 0.01
+"""Gaps within this fraction of the mean gap (or UNIFORM_TOL_MM) count as uniform."""
+MAX_GAP_RATIO = 3.0
+"""A gap larger than this multiple of the median gap is a missing-slices error."""
+TILT_TOL_VOXELS = 0.1
+"""In-plane drift across the whole stack below this (in voxels) is not treated as tilt."""
+AXIS_TOL = 1e-3
+
+
+def orientation_key(orientation: Sequence[float] | None) -> tuple[float, ...] | None:
+    """ImageOrientationPatient rounded for grouping slices of one stack."""
+    if orientation is None:
+        return None
+    return tuple(round(float(v), 3) + 0.0 for v in orientation)
+
+
+def _axes(h: SliceHeader, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    o = np.asarray(h.orientation, dtype=np.float64)
+    r, c = o[:3], o[3:]
+    nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+    if not (abs(nr - 1) < 0.01 and abs(nc - 1) < 0.01 and abs(float(r @ c)) < 0.01):
+        raise GeometryError(f"ImageOrientationPatient {tuple(o)} is not two orthogonal unit "
+                            "vectors", source=source)
+    r = r / nr
+    c = c - (r @ c) * r
+    c /= np.linalg.norm(c)
+    return r, c, np.cross(r, c)
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """How the sorted slices of one series map onto the output grid.
+
+    Attributes
+    ----------
+    order : tuple of int
+        Header indices, one per distinct position, sorted along the normal.
+    duplicates : tuple of (int, tuple of int)
+        For each position with several files: (kept index, other indices).
+    positions_mm : ndarray (N,)
+        Distance of each kept slice along the normal from the first, mm.
+    drift_mm : ndarray (N, 2)
+        In-plane offset (along r, along c) of each slice's position from the first, mm.
+    axes : ndarray (3, 3)
+        Rows r, c, n.
+    origin_mm : ndarray (3,)
+        Position of the first sorted slice, LPS.
+    spacing_xy_mm : tuple of float
+        (dx, dy): spacing along r (between columns) and along c (between rows).
+    slice_spacing_mm : float
+        Output spacing along n.
+    n_out : int
+        Output slice count.
+    resample_z : bool
+        Irregular spacing: interpolate along the stack.
+    tilt_deg : float
+        Angle between the stack direction and the normal (0 when untilted).
+    correct_tilt : bool
+        Shift slices in-plane to undo the drift.
+    warnings : tuple of str
+    """
+
+    order: tuple[int, ...]
+    duplicates: tuple[tuple[int, tuple[int, ...]], ...]
+    positions_mm: np.ndarray
+    drift_mm: np.ndarray
+    axes: np.ndarray
+    origin_mm: np.ndarray
+    spacing_xy_mm: tuple[float, float]
+    slice_spacing_mm: float
+    n_out: int
+    resample_z: bool
+    tilt_deg: float
+    correct_tilt: bool
+    warnings: tuple[str, ...]
+
+
+def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
+    """Sort the slices of one series and decide spacing, duplicates and tilt handling.
+
+    Parameters
+    ----------
+    headers : sequence of SliceHeader
+        Single-frame slices of one series with one size and orientation.
+    source : str
+        Named in messages (the folder).
+
+    Returns
+    -------
+    StackPlan
+
+    Raises
+    ------
+    GeometryError
+        Missing PixelSpacing, missing positions in a multi-slice series, non-collinear slice
+        positions, or a gap that means missing slices.
+    """
+    warns: list[str] = []
+    first = headers[0]
+    if first.pixel_spacing is None:
+        raise GeometryError("no valid PixelSpacing (0028,0030); cannot measure in mm",
+                            source=source)
+    dy, dx = first.pixel_spacing
+    n_files = len(headers)
+    if first.orientation is None or any(h.position is None for h in headers):
+        if n_files > 1:
+            raise GeometryError(f"{n_files} slices but ImagePositionPatient/"
+                                "ImageOrientationPatient missing; cannot order slices",
+                                source=source)
+        warns.append(f"{source}: no ImagePositionPatient/ImageOrientationPatient; assuming an "
+                     "axial slice at the origin")
+        axes = np.eye(3)
+        pos = np.zeros((1, 3))
+    else:
+        axes = np.stack(_axes(first, source))
+        pos = np.array([h.position for h in headers], dtype=np.float64)
+    r, c, n = axes
+    along = pos @ n
+    order = np.argsort(along, kind="stable")
+    along = along[order]
+    # Duplicate positions: group runs closer than the tolerance.
+    groups: list[list[int]] = [[int(order[0])]]
+    for k in range(1, n_files):
+        if along[k] - along[k - 1] < DUPLICATE_TOL_MM:
+            groups[-1].append(int(order[k]))
+        else:
+            groups.append([int(order[k])])
+    kept = [g[0] for g in groups]
+    dups = tuple((g[0], tuple(g[1:])) for g in groups if len(g) > 1)
+    rel = pos[kept] - pos[kept[0]]
+    positions = rel @ n
+    drift = np.stack([rel @ r, rel @ c], axis=1)
+    thickness = first.slice_thickness_mm
+    n_slices = len(kept)
+    if n_slices == 1:
+        dz = thickness if thickness and thickness > 0 else 1.0
+        warns.append(f"{source}: single slice; loaded as a 3D volume of one slice with z "
+                     f"spacing {dz:g} mm ({'SliceThickness' if thickness else 'assumed'})")
+        return StackPlan(tuple(kept), dups, positions, drift, axes, pos[kept[0]], (dx, dy),
+                         float(dz), 1, False, 0.0, False, tuple(warns))
+    gaps = np.diff(positions)
+    median_gap = float(np.median(gaps))
+    worst = int(np.argmax(gaps))
+    if gaps[worst] > MAX_GAP_RATIO * median_gap:
+        raise GeometryError(
+            f"missing slices: gap of {gaps[worst]:.2f} mm between slices {worst} and "
+            f"{worst + 1} (median spacing {median_gap:.2f} mm, limit {MAX_GAP_RATIO:g}x); "
+            "refusing to invent anatomy", source=source)
+    total = float(positions[-1])
+    mean_gap = total / (n_slices - 1)
+    tol = max(UNIFORM_TOL_MM, UNIFORM_TOL_FRACTION * mean_gap)
+    uniform = bool(np.all(np.abs(gaps - mean_gap) <= tol))
+    if uniform:
+        dz, n_out = mean_gap, n_slices
+    else:
+        n_out = max(2, math.ceil(total / float(gaps.min()) - 0.5) + 1)
+        n_out = min(n_out, 2 * n_slices)
+        dz = total / (n_out - 1)
+        warns.append(
+            f"{source}: irregular slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm, "
+            f"median {median_gap:.2f}); resampled linearly to {n_out} slices at {dz:.3f} mm")
+    # Gantry tilt: in-plane drift of the positions along the stack.
+    coef, *_ = np.linalg.lstsq(positions[:, None], drift, rcond=None)  # drift per mm, (1, 2)
+    residual = np.abs(drift - positions[:, None] * coef).max(axis=0)
+    if np.any(residual > 0.5 * np.array([dx, dy])):
+        raise GeometryError(f"slice positions are not on a straight line (deviation "
+                            f"{residual.max():.2f} mm); cannot build a volume", source=source)
+    drift_vox = np.abs(drift[-1]) / np.array([dx, dy])
+    tilt = math.degrees(math.atan(float(np.hypot(*coef[0]))))
+    correct_tilt = bool(np.any(drift_vox > TILT_TOL_VOXELS))
+    if correct_tilt:
+        stated = first.gantry_tilt_deg
+        warns.append(
+            f"{source}: gantry tilt {tilt:.1f} deg (GantryDetectorTilt "
+            f"{'absent' if stated is None else f'{stated:g}'}) corrected: slices shifted "
+            "in-plane onto an orthogonal grid (dcm2niix method)")
+    return StackPlan(tuple(kept), dups, positions, drift, axes, pos[kept[0]], (dx, dy),
+                     float(dz), n_out, not uniform, tilt, correct_tilt, tuple(warns))
+
+
+def _resample_stack(volume: np.ndarray, plan: StackPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation along the stack onto ``plan.n_out`` uniform positions.
+
+    Loops over output slices so that memory stays at one float32 output volume (a single
+    vectorised call would need float64 copies of the whole volume).
+    """
+    target = np.arange(plan.n_out) * plan.slice_spacing_mm
+    target[-1] = plan.positions_mm[-1]
+    k0 = np.clip(np.searchsorted(plan.positions_mm, target, side="right") - 1, 0,
+                 len(plan.positions_mm) - 2)
+    p0, p1 = plan.positions_mm[k0], plan.positions_mm[k0 + 1]
+    w = np.clip((target - p0) / (p1 - p0), 0.0, 1.0).astype(np.float32)
+    out = np.empty((plan.n_out, *volume.shape[1:]), dtype=np.float32)
+    for j in range(plan.n_out):  # one blended slice at a time: bounded memory
+        np.multiply(volume[k0[j]], 1.0 - w[j], out=out[j], casting="unsafe")
+        out[j] += w[j] * volume[k0[j] + 1]
+    drift = plan.drift_mm[k0] * (1.0 - w[:, None]) + plan.drift_mm[k0 + 1] * w[:, None]
+    return out, drift
+
+
+def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0):
+    """Turn the sorted slice stack into a SimpleITK image on an orthogonal grid.
+
+    Parameters
+    ----------
+    volume : (N, Y, X) ndarray
+        HU slices in ``plan.order``.
+    plan : StackPlan
+    fill_hu : float
+        Value of voxels outside the acquired field after tilt correction.
+
+    Returns
+    -------
+    SimpleITK.Image
+        LPS, direction ``(r, c, n)``; the dtype of ``volume`` (int16 results of
+        interpolation are rounded to the nearest integer HU).
+    """
+    import SimpleITK as sitk
+
+    dx, dy = plan.spacing_xy_mm
+    dz = plan.slice_spacing_mm
+    out_dtype = volume.dtype
+    drift = plan.drift_mm
+    data = volume
+    if plan.resample_z:
+        data, drift = _resample_stack(volume, plan)
+    origin_frame = np.zeros(3)
+    if plan.correct_tilt:
+        data, origin_frame = _shear_correct(data, drift, dx, dy, dz, fill_hu)
+    if data.dtype != out_dtype:
+        if out_dtype.kind == "i":
+            data = np.rint(data, out=data if data.dtype.kind == "f" else None)
+        data = data.astype(out_dtype, copy=False)
+    image = sitk.GetImageFromArray(data)
+    r, c, n = plan.axes
+    image.SetSpacing((float(dx), float(dy), float(dz)))
+    origin = plan.origin_mm + origin_frame[0] * r + origin_frame[1] * c + origin_frame[2] * n
+    image.SetOrigin(tuple(float(v) for v in origin))
+    image.SetDirection(tuple(float(v) for v in np.stack([r, c, n], axis=1).ravel()))
+    return image
+
+
+def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float, dz: float,
+                   fill_hu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shift every slice in-plane by its drift: one SimpleITK resample of the whole stack.
+
+    In the slice frame ``(r, c, n)`` relative to the first slice, stored voxel
+    ``(i, j, k)`` lies at ``(i*dx + a_k, j*dy + b_k, k*dz)`` with the drift ``(a_k, b_k)``
+    linear in ``k``; the output grid is axis-aligned in that frame and covers every slice.
+    """
+    import SimpleITK as sitk
+
+    n_z, n_y, n_x = data.shape
+    k = np.arange(n_z)
+    slope = (np.linalg.lstsq(k[:, None] * dz, drift, rcond=None)[0][0]
+             if n_z > 1 else np.zeros(2))  # drift per mm along n: (alpha, beta)
+    lo = np.minimum(drift.min(axis=0), 0.0)
+    hi = drift.max(axis=0) + np.array([(n_x - 1) * dx, (n_y - 1) * dy])
+    size_x = math.ceil((hi[0] - lo[0]) / dx - 1e-6) + 1
+    size_y = math.ceil((hi[1] - lo[1]) / dy - 1e-6) + 1
+    moving = sitk.GetImageFromArray(data.astype(np.float32, copy=False))
+    moving.SetSpacing((dx, dy, dz))
+    reference = sitk.Image(size_x, size_y, n_z, sitk.sitkFloat32)
+    reference.SetSpacing((dx, dy, dz))
+    reference.SetOrigin((float(lo[0]), float(lo[1]), 0.0))
+    shear = sitk.AffineTransform(3)
+    shear.SetMatrix((1.0, 0.0, -float(slope[0]), 0.0, 1.0, -float(slope[1]), 0.0, 0.0, 1.0))
+    out = sitk.Resample(moving, reference, shear, sitk.sitkLinear, float(fill_hu),
+                        sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out), np.array([lo[0], lo[1], 0.0])
