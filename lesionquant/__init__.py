@@ -28,6 +28,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "Scan": "lesionquant.scan",
     "load_scan": "lesionquant.io",
+    "quantify": "lesionquant.api",
+    "Result": "lesionquant.measure",
 }
 
 __all__ = [
@@ -36,14 +38,18 @@ __all__ = [
     "Method",
     "NoLungError",
     "NotCTError",
+    "Result",
     "Scan",
     "Settings",
     "__version__",
     "load_scan",
+    "quantify",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lesionquant.api import quantify
     from lesionquant.io import load_scan
+    from lesionquant.measure import Result
     from lesionquant.scan import Scan
 
 

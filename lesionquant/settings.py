@@ -49,6 +49,38 @@ class Settings:
         voxels (calcification, contrast-filled vessels) are not lesion.
     min_lesion_volume_ml : float
         Connected lesion components smaller than this are dropped, mL. Default 0.05 mL.
+    lung_threshold_hu : float
+        Voxels below this (on the ~2 mm working grid) are air-like: the aerated lung seed.
+        Default -500 HU (midway between air and soft tissue).
+    gas_mean_hu : float
+        An air component whose mean is below this is gas (outside air, trachea, bowel or
+        stomach gas), not lung parenchyma (mean about -850 HU); also the airway-growing
+        threshold. Default -950 HU.
+    work_spacing_mm : float
+        Spacing of the working grid for the heavy lung morphology, mm. Default 2 mm.
+    lung_closing_mm : float
+        Radius of the rolling-ball closing that brings dense lung (consolidation touching
+        the pleura, dependent atelectasis) back into the lung mask, mm. Default 10 mm.
+    dense_lung_max_hu : float
+        Voxels recovered by the closing must be below this (bone, contrast vessels are not
+        lung), HU. Default 150 HU.
+    min_lung_area_cm2 : float
+        :class:`~lesionquant.errors.NoLungError` when the largest axial lung cross-section
+        is smaller than this, cm^2. Default 30 cm^2.
+    lesion_opening_mm : float
+        Half-width of the box opening that removes thin structures (vessels, fissures,
+        airway walls) from the lesion candidates, mm. Default 1.5 mm.
+    rim_mm : float
+        Depth of the lung-surface shell whose partial-volume voxels are not lesion unless
+        the density continues inward, mm. Default 2 mm.
+    vessel_sigma_mm : tuple of float
+        Gaussian scales of the Hessian vesselness that removes dense tubular structures
+        (vessels) from consolidation, mm; empty disables it. Default (1.5, 3.0).
+    vessel_threshold : float
+        Vesselness above which a dense voxel is vessel, in [0, 1]. Default 0.3.
+    dependent_correction_max_hu : float
+        Largest anterior-to-posterior density gradient correction applied before the GGO
+        threshold (normal dependent density is not GGO), HU; 0 disables. Default 80 HU.
     """
 
     method: Method = Method.CLASSICAL
@@ -56,6 +88,17 @@ class Settings:
     ggo_hu: tuple[float, float] = (-750.0, -300.0)
     consolidation_hu: tuple[float, float] = (-300.0, 150.0)
     min_lesion_volume_ml: float = 0.05
+    lung_threshold_hu: float = -500.0
+    gas_mean_hu: float = -950.0
+    work_spacing_mm: float = 2.0
+    lung_closing_mm: float = 10.0
+    dense_lung_max_hu: float = 150.0
+    min_lung_area_cm2: float = 30.0
+    lesion_opening_mm: float = 1.5
+    rim_mm: float = 2.0
+    vessel_sigma_mm: tuple[float, ...] = (1.5, 3.0)
+    vessel_threshold: float = 0.3
+    dependent_correction_max_hu: float = 80.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -69,6 +112,21 @@ class Settings:
             raise ValueError("Settings: ggo_hu must end at or below the start of consolidation_hu")
         if self.min_lesion_volume_ml < 0:
             raise ValueError("Settings.min_lesion_volume_ml must be >= 0")
+        object.__setattr__(
+            self, "vessel_sigma_mm", tuple(float(v) for v in self.vessel_sigma_mm)
+        )
+        for name in ("work_spacing_mm", "lung_closing_mm", "min_lung_area_cm2"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"Settings.{name} must be > 0")
+        for name in ("lesion_opening_mm", "rim_mm", "dependent_correction_max_hu"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"Settings.{name} must be >= 0")
+        if any(v <= 0 for v in self.vessel_sigma_mm):
+            raise ValueError("Settings.vessel_sigma_mm values must be > 0")
+        if not 0.0 <= self.vessel_threshold <= 1.0:
+            raise ValueError("Settings.vessel_threshold must be in [0, 1]")
+        if not self.gas_mean_hu < self.lung_threshold_hu:
+            raise ValueError("Settings.gas_mean_hu must be below lung_threshold_hu")
         dev = str(self.device).lower()
         if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
             raise ValueError(

@@ -1,0 +1,121 @@
+"""``quantify``: one scan in, one :class:`~lesionquant.measure.Result` out.
+
+The stages run in order and are timed: load -> lungs -> lesions -> measure. Each stage is
+also importable on its own (:func:`lesionquant.segment.segment_lungs`,
+:func:`lesionquant.segment.segment_lesions`, :func:`lesionquant.measure.measure`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import SimpleITK as sitk
+
+from lesionquant._version import __version__
+from lesionquant.errors import InvalidInputError, WeightsError
+from lesionquant.scan import Scan
+from lesionquant.settings import Method, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lesionquant.measure import Result
+
+__all__ = ["quantify"]
+
+logger = logging.getLogger(__name__)
+
+
+def quantify(source: Any, settings: Settings | None = None, **overrides: Any) -> Result:
+    """Measure the GGO and consolidation burden of one CT scan.
+
+    Parameters
+    ----------
+    source : Scan, SimpleITK.Image, str or os.PathLike
+        An already loaded :class:`~lesionquant.scan.Scan`, a SimpleITK image in HU, or
+        anything :func:`lesionquant.load_scan` accepts (DICOM folder or file, NIfTI, ...).
+    settings : Settings, optional
+        Pipeline settings; defaults to ``Settings()``.
+    **overrides
+        Individual settings replacing those of ``settings`` (e.g. ``ggo_hu=(-700, -300)``).
+
+    Returns
+    -------
+    Result
+        Volumes in mL, % of lung, zones, densities, severity score, the label map and the
+        provenance.
+
+    Raises
+    ------
+    NoLungError
+        The scan holds no lung.
+    InvalidInputError
+        The source cannot be read.
+    WeightsError
+        ``method="model"`` was asked for but no model weights are available.
+    """
+    from lesionquant.measure import Provenance, Result, measure
+    from lesionquant.segment import resolve_device, segment_lesions, segment_lungs
+
+    s = settings or Settings()
+    if overrides:
+        s = s.replace(**overrides)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    scan = _load(source)
+    timings["load"] = time.perf_counter() - t0
+    if s.method is Method.MODEL:
+        device = resolve_device(s.device)
+        raise WeightsError(
+            f"the learned model is not shipped yet (device {device}); use method='classical'",
+            source=scan.source,
+        )
+    device = "cpu"  # the classical pipeline runs on the CPU whatever settings.device says
+    t0 = time.perf_counter()
+    lungs = segment_lungs(scan.image, s)
+    timings["lungs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    labelmap = segment_lesions(scan.image, lungs, s)
+    timings["lesions"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    numbers = measure(scan.image, labelmap, lungs)
+    timings["measure"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    provenance = Provenance(
+        version=__version__,
+        method=s.method.value,
+        device=device,
+        settings=s.to_dict(),
+        timings_s=timings,
+        warnings=tuple(scan.warnings),
+        series_uid=scan.identifiers.series_uid,
+        weights_sha256=None,
+    )
+    logger.info("%s: lung %.0f mL, lesion %.2f %% (%.1f s)", scan.source, numbers["lung_ml"],
+                numbers["lesion_pct"], timings["total"])
+    return Result(measurements=numbers, labelmap=labelmap, lungs=lungs, scan=scan,
+                  provenance=provenance)
+
+
+def _load(source: Any) -> Scan:
+    if isinstance(source, Scan):
+        return source
+    if isinstance(source, sitk.Image):
+        return Scan(image=source, source="<SimpleITK image>")
+    try:
+        from lesionquant.io import load_scan
+    except ImportError:  # the loader is not available: read volume files directly
+        load_scan = None
+    if load_scan is not None:
+        return load_scan(source)
+    path = Path(source)
+    if not path.exists():
+        raise InvalidInputError("no such file or folder", source=path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InvalidInputError(f"cannot read image ({str(exc).splitlines()[0]})",
+                                source=path) from exc
+    return Scan(image=image, source=str(path))

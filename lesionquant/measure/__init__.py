@@ -1,0 +1,13 @@
+"""Measurement stage: label map -> numbers (:class:`Result`).
+
+* :func:`measure` turns a label map and the lung sides into the flat measurements.
+* :class:`Result` holds them with the label map, the scan and the provenance.
+"""
+
+from __future__ import annotations
+
+from lesionquant.measure._measure import measure
+from lesionquant.measure._quantify import ZONES, zone_score
+from lesionquant.measure._result import Provenance, Result
+
+__all__ = ["ZONES", "Provenance", "Result", "measure", "zone_score"]

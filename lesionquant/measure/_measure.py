@@ -1,0 +1,62 @@
+"""Image-level entry of the measurement stage (SimpleITK in, flat numbers out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from lesionquant.errors import InvalidInputError
+from lesionquant.measure._quantify import measure_labels
+from lesionquant.segment._grid import to_lps
+
+__all__ = ["measure"]
+
+
+def measure(
+    image: sitk.Image, labelmap: sitk.Image, lungs: sitk.Image | None = None
+) -> dict[str, float | int]:
+    """Measure volumes, percentages, zones, densities and the severity score.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        CT in HU.
+    labelmap : SimpleITK.Image
+        Label map (0-4) in the geometry of ``image``.
+    lungs : SimpleITK.Image, optional
+        Lung sides (1 right, 2 left) covering the lesion voxels too. Without it, each
+        lesion voxel is given the side of its nearest lung voxel.
+
+    Returns
+    -------
+    dict
+        Flat measurements, units in the names (see ``docs/method.md``).
+    """
+    if image.GetSize() != labelmap.GetSize():
+        raise InvalidInputError(
+            f"label map size {labelmap.GetSize()} differs from image size {image.GetSize()}",
+            source="measure",
+        )
+    img, _ = to_lps(image)
+    lab_img, _ = to_lps(labelmap)
+    hu = sitk.GetArrayViewFromImage(img)
+    labels = sitk.GetArrayViewFromImage(lab_img)
+    if lungs is not None:
+        side = sitk.GetArrayViewFromImage(to_lps(lungs)[0])
+    else:
+        side = _sides_from_labels(np.asarray(labels))
+    sx, sy, sz = img.GetSpacing()
+    return measure_labels(np.asarray(labels), np.asarray(side), hu, sx * sy * sz / 1000.0)
+
+
+def _sides_from_labels(labels: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    side = np.where(labels <= 2, labels, 0).astype(np.uint8)
+    lesion = labels >= 3
+    if lesion.any() and (side > 0).any():
+        inds = ndimage.distance_transform_edt(
+            side == 0, return_distances=False, return_indices=True
+        )
+        side[lesion] = side[tuple(i[lesion] for i in inds)]
+    return side

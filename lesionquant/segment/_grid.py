@@ -1,0 +1,89 @@
+"""Grid helpers shared by the segmentation stages.
+
+* :func:`to_lps` / :func:`from_lps`: work on an image re-oriented to LPS (identity
+  direction up to axis flips/permutations), so that in the numpy view ``(z, y, x)`` the
+  index grows towards patient superior, posterior and left; results go back to the
+  scan's own orientation exactly (flips and permutations only, no resampling).
+* :func:`block_mean` / :func:`block_upsample`: the ~2 mm working grid of the heavy
+  morphology, made by averaging integer blocks of voxels, and its exact inverse
+  (every full-resolution voxel takes the value of its block).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["block_factors", "block_mean", "block_upsample", "from_lps", "to_lps"]
+
+#: HU below which a voxel is outside the scanner's field of view (padding -2048/-3024).
+PADDING_HU = -1500.0
+
+
+def to_lps(image: sitk.Image) -> tuple[sitk.Image, str]:
+    """Return ``image`` re-oriented to LPS and the orientation code to undo it."""
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    if code == "LPS":
+        return image, code
+    return sitk.DICOMOrient(image, "LPS"), code
+
+
+def from_lps(image: sitk.Image, code: str, reference: sitk.Image) -> sitk.Image:
+    """Undo :func:`to_lps` and copy the exact geometry of ``reference``."""
+    out = image if code == "LPS" else sitk.DICOMOrient(image, code)
+    out.CopyInformation(reference)
+    return out
+
+
+def block_factors(spacing_zyx: tuple[float, ...], target_mm: float) -> tuple[int, int, int]:
+    """Integer block sizes ``(fz, fy, fx)`` that bring each axis close to ``target_mm``."""
+    return tuple(max(1, round(target_mm / float(s))) for s in spacing_zyx)  # type: ignore[return-value]
+
+
+def block_mean(
+    hu: np.ndarray, factors: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average ``hu`` over blocks of ``factors`` voxels.
+
+    Parameters
+    ----------
+    hu : (Z, Y, X) ndarray
+        HU values; padding below :data:`PADDING_HU` counts as air (-1000 HU).
+    factors : tuple of int
+        Block size ``(fz, fy, fx)``.
+
+    Returns
+    -------
+    mean_hu : (Z', Y', X') ndarray of float32
+        Block means (the last partial block along an axis repeats the edge voxels).
+    fov_fraction : (Z', Y', X') ndarray of float32
+        Fraction of each block inside the field of view.
+    """
+    fz, fy, fx = factors
+    z, y, x = hu.shape
+    pads = ((0, -z % fz), (0, -y % fy), (0, -x % fx))
+    a = hu.astype(np.float32)
+    np.maximum(a, -1000.0, out=a)
+    fov = (hu > PADDING_HU).view(np.uint8)
+    if any(p[1] for p in pads):
+        a = np.pad(a, pads, mode="edge")
+        fov = np.pad(fov, pads, mode="edge")
+    shape = (a.shape[0] // fz, fz, a.shape[1] // fy, fy, a.shape[2] // fx, fx)
+    mean = a.reshape(shape).mean(axis=(1, 3, 5), dtype=np.float32)
+    fovm = fov.reshape(shape).sum(axis=(1, 3, 5), dtype=np.float32) / float(fz * fy * fx)
+    return mean, fovm
+
+
+def block_upsample(
+    low: np.ndarray, factors: tuple[int, int, int], shape: tuple[int, int, int],
+    offset: tuple[int, int, int] = (0, 0, 0),
+) -> np.ndarray:
+    """Nearest (block) upsampling of ``low`` onto a full-resolution box.
+
+    ``offset`` is the full-resolution index of the box's first voxel; ``shape`` its size.
+    """
+    idx = [
+        (np.arange(o, o + n) // f).clip(0, low.shape[i] - 1)
+        for i, (o, n, f) in enumerate(zip(offset, shape, factors, strict=True))
+    ]
+    return low[np.ix_(*idx)]

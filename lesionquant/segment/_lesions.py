@@ -1,0 +1,239 @@
+"""Classical lesion segmentation: GGO and consolidation inside the lungs.
+
+Inside the lung mask (labels 1-2 from :func:`~lesionquant.segment.segment_lungs`), each
+voxel's HU is compared with the density bands of :class:`~lesionquant.settings.Settings`
+(GGO ``[-750, -300)``, consolidation ``[-300, 150)`` by default). What is *not* a lesion
+although its density falls into a band, and how it is removed (``docs/method.md``):
+
+* **Thin structures** (small vessels, fissures, airway walls, the partial-volume halo of
+  vessels): a box opening of half-width ``lesion_opening_mm`` removes every candidate
+  structure thinner than about twice that; lesions are blob- or sheet-like and thicker.
+* **Larger vessels** (dense and tubular): a Hessian vesselness (Frangi-type objectness
+  for bright lines, at the scales ``vessel_sigma_mm``) above ``vessel_threshold`` marks
+  tubes; dense voxels on tubes and the GGO halo around them are removed. Consolidation is
+  blob or sheet shaped and scores low.
+* **Partial-volume rim** at the lung surface (the pleura, the mediastinum, recovered dense
+  lung edges): candidates in the outer ``rim_mm`` of the lung are kept only where the
+  lesion continues inward (reconstruction from the inner lung).
+* **Normal dependent density**: the anterior-to-posterior HU gradient of normal
+  parenchyma (fitted on voxels below -600 HU) is subtracted, up to
+  ``dependent_correction_max_hu``, before the GGO threshold.
+* **Emphysema** is below the GGO band (< -950 HU) and is never a lesion.
+* **Small specks**: connected lesions below ``min_lesion_volume_ml`` are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from lesionquant.errors import InvalidInputError
+from lesionquant.segment._grid import (
+    block_factors,
+    block_mean,
+    block_upsample,
+    from_lps,
+    to_lps,
+)
+from lesionquant.settings import Settings
+
+__all__ = ["CONSOLIDATION", "GGO", "segment_lesions"]
+
+logger = logging.getLogger(__name__)
+
+GGO, CONSOLIDATION = 3, 4
+_FULL = ndimage.generate_binary_structure(3, 3)
+
+
+def segment_lesions(
+    image: sitk.Image, lungs: sitk.Image, settings: Settings | None = None
+) -> sitk.Image:
+    """Find GGO and consolidation inside the lungs.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        3D CT in HU.
+    lungs : SimpleITK.Image
+        Lung labels in the geometry of ``image`` (0 background, 1 right, 2 left; labels 3-4
+        are read as lung too).
+    settings : Settings, optional
+        Density bands, ``min_lesion_volume_ml``, ``lesion_opening_mm``, ``rim_mm``,
+        ``vessel_sigma_mm``, ``vessel_threshold``, ``dependent_correction_max_hu``.
+
+    Returns
+    -------
+    SimpleITK.Image
+        ``sitkUInt8`` label map in the geometry of ``image``: 0 background, 1 right lung,
+        2 left lung, 3 GGO, 4 consolidation.
+    """
+    s = settings or Settings()
+    if image.GetSize() != lungs.GetSize():
+        raise InvalidInputError(
+            f"lung mask size {lungs.GetSize()} differs from image size {image.GetSize()}",
+            source="segment_lesions",
+        )
+    oriented, code = to_lps(image)
+    lung_img, _ = to_lps(lungs)
+    hu = sitk.GetArrayViewFromImage(oriented)
+    labels = sitk.GetArrayFromImage(lung_img).astype(np.uint8)
+    labels[labels > 2] = 0  # re-derive lesions from scratch
+    spacing = tuple(float(v) for v in oriented.GetSpacing()[::-1])
+    lung = labels > 0
+    if lung.any():
+        box = _bbox(lung)
+        ggo, cons = _lesions(hu[box].astype(np.float32), lung[box], spacing, s)
+        sub = labels[box]
+        sub[ggo] = GGO
+        sub[cons] = CONSOLIDATION
+        labels[box] = sub
+    out = sitk.GetImageFromArray(labels)
+    out.CopyInformation(oriented)
+    return from_lps(out, code, image)
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _half_width(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """Box half-widths in voxels for ``mm`` along each axis (0 where the voxel is thicker)."""
+    return tuple(int(np.floor(mm / sp + 0.5)) if mm >= 0.75 * sp else 0 for sp in spacing)
+
+
+def _open(mask: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
+    size = tuple(2 * h + 1 for h in half)
+    if all(v == 1 for v in size):
+        return mask
+    m = mask.view(np.uint8)
+    er = ndimage.minimum_filter(m, size=size, mode="nearest")
+    return ndimage.maximum_filter(er, size=size, mode="nearest").astype(bool) & mask
+
+
+def _dependent_correction(hu: np.ndarray, lung: np.ndarray, s: Settings) -> np.ndarray:
+    """Per-row (y) HU offset of normal parenchyma relative to the anterior lung, >= 0."""
+    ny = hu.shape[1]
+    if s.dependent_correction_max_hu <= 0:
+        return np.zeros(ny, np.float32)
+    normal = lung & (hu < -600) & (hu > -1000)
+    n = normal.sum(axis=(0, 2)).astype(np.float64)
+    total = np.where(normal, hu, 0).sum(axis=(0, 2), dtype=np.float64)
+    rows = np.flatnonzero(n >= 50)
+    if rows.size < 5:
+        return np.zeros(ny, np.float32)
+    mean = total[rows] / n[rows]
+    slope, intercept = np.polyfit(rows.astype(np.float64), mean, 1, w=np.sqrt(n[rows]))
+    y = np.arange(ny, dtype=np.float64)
+    ref = slope * rows[0] + intercept if slope > 0 else 0.0
+    corr = np.clip(slope * y + intercept - ref, 0, s.dependent_correction_max_hu)
+    if slope <= 0:
+        corr[:] = 0
+    return corr.astype(np.float32)
+
+
+def _vesselness(low: np.ndarray, sp: tuple[float, ...], sigma_mm: float,
+                sel: np.ndarray) -> np.ndarray:
+    """Frangi vesselness of bright tubes at one scale, evaluated at the voxels ``sel``.
+
+    Scale-normalised Hessian (sigma^2 H) from Gaussian derivative filters; with the
+    eigenvalues sorted by magnitude ``|l1| <= |l2| <= |l3|``, a bright tube has ``l2, l3 <<
+    0`` and ``l1 ~ 0``: ``V = (1 - exp(-Ra^2/2a^2)) exp(-Rb^2/2b^2) (1 - exp(-S^2/2c^2))``
+    with ``Ra = |l2|/|l3|`` (tube vs sheet: consolidation edges are sheets),
+    ``Rb = |l1|/sqrt(|l2 l3|)`` (tube vs blob: nodules and patches are blobs),
+    ``S`` the Frobenius norm (contrast), a = b = 0.5, c = 100 HU.
+    """
+    sig = tuple(sigma_mm / v for v in sp)
+    if low.shape[0] < 3:  # one or two slices: in-plane Hessian only (2D tubes are lines)
+        sig = (0.0, *sig[1:])
+    orders = {(0, 0): (2, 0, 0), (1, 1): (0, 2, 0), (2, 2): (0, 0, 2),
+              (0, 1): (1, 1, 0), (0, 2): (1, 0, 1), (1, 2): (0, 1, 1)}
+    n = int(sel.sum())
+    h = np.zeros((n, 3, 3), np.float64)
+    for (i, j), order in orders.items():
+        if sig[0] == 0.0 and (i == 0 or j == 0):
+            continue
+        d = ndimage.gaussian_filter(low, sigma=sig, order=order, mode="nearest")[sel]
+        d = d * (sigma_mm**2) / (sp[i] * sp[j])
+        h[:, i, j] = d
+        h[:, j, i] = d
+    lam = np.linalg.eigvalsh(h)
+    order_idx = np.argsort(np.abs(lam), axis=1)
+    lam = np.take_along_axis(lam, order_idx, axis=1)
+    if low.shape[0] < 3:  # 2D: the zero z eigenvalue is l1; tube = one strong negative
+        l1, l2, l3 = lam[:, 1], lam[:, 1], lam[:, 2]
+        ra = np.zeros(n)
+        rb = np.abs(l2) / (np.abs(l3) + 1e-9)
+        s2 = l2**2 + l3**2
+        v = np.exp(-(rb**2) / (2 * 0.5**2)) * (1 - np.exp(-s2 / (2 * 100.0**2)))
+        return np.where(l3 < 0, v, 0.0)
+    l1, l2, l3 = lam[:, 0], lam[:, 1], lam[:, 2]
+    ra = np.abs(l2) / (np.abs(l3) + 1e-9)
+    rb = np.abs(l1) / (np.sqrt(np.abs(l2 * l3)) + 1e-9)
+    s2 = l1**2 + l2**2 + l3**2
+    v = (1 - np.exp(-(ra**2) / (2 * 0.5**2))) * np.exp(-(rb**2) / (2 * 0.5**2)) * (
+        1 - np.exp(-s2 / (2 * 100.0**2))
+    )
+    return np.where((l2 < 0) & (l3 < 0), v, 0.0)
+
+
+def _vessels(hu: np.ndarray, cand: np.ndarray, spacing: tuple[float, ...],
+             s: Settings) -> np.ndarray:
+    """Dense tubular structures within ``cand`` (vesselness on a ~1 mm grid, max of scales)."""
+    if not s.vessel_sigma_mm or not cand.any():
+        return np.zeros(hu.shape, bool)
+    factors = block_factors(spacing, 1.0)
+    low, _ = block_mean(np.clip(hu, -1000, 300), factors)
+    sp = tuple(v * f for v, f in zip(spacing, factors, strict=True))
+    cand_low = block_mean(cand.view(np.uint8), factors)[0] > 0
+    best = np.zeros(int(cand_low.sum()))
+    for sigma in s.vessel_sigma_mm:
+        best = np.maximum(best, _vesselness(low, sp, sigma, cand_low))
+    vessel_low = np.zeros(low.shape, bool)
+    vessel_low[cand_low] = best > s.vessel_threshold
+    return block_upsample(vessel_low, factors, hu.shape) & cand
+
+
+def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
+             s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    corr = _dependent_correction(hu, lung, s)
+    g_lo, _g_hi = s.ggo_hu
+    c_lo, c_hi = s.consolidation_hu
+    hu_corr = hu - corr[None, :, None]
+    cand = lung & (hu_corr >= g_lo) & (hu < c_hi)
+    # Thin structures: vessels, fissures, airway walls, vessel halos.
+    cand = _open(cand, _half_width(s.lesion_opening_mm, spacing))
+    # Dense tubes (vessels) and their halo.
+    dense = cand & (hu >= c_lo)
+    vessel = _vessels(hu, dense, spacing, s)
+    if vessel.any():
+        halo = ndimage.binary_dilation(vessel, structure=_FULL, iterations=1)
+        cand &= ~(halo & ~(dense & ~vessel))
+    # Partial-volume rim at the lung surface.
+    rim_half = _half_width(s.rim_mm, spacing)
+    if any(rim_half):
+        size = tuple(2 * h + 1 for h in rim_half)
+        inner = ndimage.minimum_filter(lung.view(np.uint8), size=size, mode="nearest")
+        core = cand & inner.astype(bool)
+        grown = ndimage.maximum_filter(core.view(np.uint8), size=size, mode="nearest")
+        cand &= grown.astype(bool)
+    # Minimum lesion size.
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    min_vox = s.min_lesion_volume_ml / voxel_ml
+    if min_vox > 1 and cand.any():
+        lab, n = ndimage.label(cand, structure=_FULL)
+        count = np.bincount(lab.ravel(), minlength=n + 1)
+        big = count >= min_vox
+        big[0] = False
+        cand = big[lab]
+    cons = cand & (hu >= c_lo)
+    ggo = cand & ~cons
+    logger.debug("lesions: GGO %d voxels, consolidation %d voxels", ggo.sum(), cons.sum())
+    return ggo, cons
