@@ -1,0 +1,18 @@
+"""Many scans into one output folder: jobs, workers, resume, tables, DICOM SEG, endpoint.
+
+Public entry points (also reachable as ``lesionquant.run_batch``):
+
+* :func:`run_batch` - quantify every CT series under some inputs into ``OUT/``;
+* :func:`write_tables` - rebuild ``OUT/results.csv`` / ``OUT/errors.csv`` from the results;
+* :func:`compute_endpoint` - per-patient change from baseline, ``OUT/endpoint.csv``.
+
+The output layout and every column are documented in ``docs/batch.md``.
+"""
+
+from __future__ import annotations
+
+from lesionquant.batch._endpoint import compute_endpoint
+from lesionquant.batch._runner import BatchSummary, run_batch
+from lesionquant.batch._tables import write_tables
+
+__all__ = ["BatchSummary", "compute_endpoint", "run_batch", "write_tables"]

@@ -1,0 +1,257 @@
+"""One job, run inside a worker process: quantify a scan and commit its output folder.
+
+Everything of a scan is written into ``OUT/.tmp-<scan_id>-<pid>/`` and committed with one
+rename (see :mod:`lesionquant.batch._outputs`). The worker returns a small summary dict to the
+parent; failures come back as ``{"status": "failed", "reason": ...}``, never as exceptions,
+so one bad scan cannot stop the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesionquant.batch import _outputs
+from lesionquant.batch._jobs import Job
+from lesionquant.batch._pseudonym import pseudonym
+
+__all__ = ["RunContext", "build_record", "process_job"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "lesionquant.result/1"
+LABELS_NII = "labels.nii.gz"
+SEG_DCM = "seg.dcm"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every worker needs to know about the batch (picklable).
+
+    Attributes
+    ----------
+    out_dir : str
+        The output folder ``OUT``.
+    settings : dict
+        ``Settings.to_dict()`` of the run.
+    salt : str
+        Pseudonym salt.
+    keep_identifiers : bool
+        Write real patient identifiers and source paths (``--keep-identifiers``).
+    run_id : str
+        Unique id of this batch invocation (stored in every result).
+    parent_pid : int
+        PID of the batch process; a worker whose parent died commits nothing.
+    seg : bool
+        Write ``seg.dcm`` for DICOM inputs.
+    qa_hooks : tuple of callables
+        ``hook(result, folder)`` writing per-scan QA files into the scan's temporary folder
+        before the commit; ``None`` entries are skipped. Default: ``lesionquant.qa.write_scan_qa``
+        when that module exists.
+    compute : callable, optional
+        Private test hook replacing load + quantify: ``compute(job, settings) -> Result``.
+    """
+
+    out_dir: str
+    settings: dict[str, Any]
+    salt: str
+    keep_identifiers: bool = False
+    run_id: str = ""
+    parent_pid: int = 0
+    seg: bool = True
+    qa_hooks: tuple[Callable[[Any, Path], None], ...] | None = None
+    compute: Callable[[Job, Any], Any] | None = field(default=None, repr=False)
+
+
+def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
+    """Quantify one job and commit ``OUT/<scan_id>/``; return a summary (never raises).
+
+    Returns
+    -------
+    dict
+        ``{"scan_id", "status": "done" | "failed", "reason", "seconds"}``.
+    """
+    from lesionquant.errors import LesionQuantError
+
+    t0 = time.perf_counter()
+    out_dir = Path(ctx.out_dir)
+    tmp = out_dir / f".tmp-{job.scan_id}-{os.getpid()}"
+    try:
+        record = _run(job, ctx, tmp)
+        if ctx.parent_pid and os.getppid() != ctx.parent_pid:
+            raise RuntimeError("the batch process has died; result not committed")
+        _outputs.commit_scan_dir(out_dir, job.scan_id, tmp)
+        return {"scan_id": job.scan_id, "status": "done", "reason": "",
+                "seconds": time.perf_counter() - t0, "warnings": record["warnings"]}
+    except LesionQuantError as exc:
+        reason = str(exc)
+    except Exception as exc:  # a bug or a library failure: recorded, the batch goes on
+        logger.debug("%s: %s", job.scan_id, traceback.format_exc())
+        reason = f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    reason = " ".join(reason.split())
+    return {"scan_id": job.scan_id, "status": "failed", "reason": reason,
+            "seconds": time.perf_counter() - t0}
+
+
+def _compute_default(job: Job, settings: Any) -> Any:
+    import lesionquant
+
+    scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
+    return lesionquant.quantify(scan, settings)
+
+
+def _default_qa_hooks() -> tuple[Callable[[Any, Path], None], ...]:
+    try:
+        from lesionquant import qa
+    except ImportError:
+        return ()
+    hook = getattr(qa, "write_scan_qa", None)
+    return (hook,) if callable(hook) else ()
+
+
+def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
+    import SimpleITK as sitk
+
+    from lesionquant.settings import Settings
+
+    settings = Settings.from_dict(ctx.settings)
+    t0 = time.perf_counter()
+    result = (ctx.compute or _compute_default)(job, settings)
+    t_compute = time.perf_counter() - t0
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    t1 = time.perf_counter()
+    sitk.WriteImage(result.labelmap, str(tmp / LABELS_NII), True)
+    outputs = {"labels": LABELS_NII, "seg": None}
+    warnings: list[str] = []
+    scan = result.scan
+    if ctx.seg and scan.files:
+        from lesionquant.batch._seg import write_seg
+
+        try:
+            write_seg(result.labelmap, scan.files, tmp / SEG_DCM,
+                      patient_pseudonym=None if ctx.keep_identifiers
+                      else _patient_pseudonym(job, scan, ctx.salt),
+                      method=str(settings.method.value))
+            outputs["seg"] = SEG_DCM
+        except Exception as exc:  # SEG is an extra: its failure must not lose the numbers
+            warnings.append(f"DICOM SEG not written: {type(exc).__name__}: {exc}")
+            logger.warning("%s: DICOM SEG not written: %s", job.scan_id, exc)
+    hooks = _default_qa_hooks() if ctx.qa_hooks is None else ctx.qa_hooks
+    for hook in hooks:
+        try:
+            hook(result, tmp)
+        except Exception as exc:  # QA pictures are extras too
+            name = getattr(hook, "__name__", "qa")
+            warnings.append(f"QA output ({name}) failed: {type(exc).__name__}: {exc}")
+            logger.warning("%s: QA output (%s) failed: %s", job.scan_id, name, exc)
+    timings = {"compute_s": t_compute, "outputs_s": time.perf_counter() - t1}
+    record = build_record(job, result, ctx, warnings=warnings, timings=timings, outputs=outputs)
+    _outputs.write_json_atomic(tmp / _outputs.RESULT_JSON, record)  # last: the marker
+    return record
+
+
+def _patient_pseudonym(job: Job, scan: Any, salt: str) -> str:
+    pid = scan.identifiers.patient_id
+    return pseudonym("P", pid, salt) if pid else pseudonym("P", job.key, salt)
+
+
+def _iso_date(yyyymmdd: str) -> str:
+    d = "".join(ch for ch in (yyyymmdd or "") if ch.isdigit())
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 else ""
+
+
+def _iso_time(hhmmss: str) -> str:
+    t = (hhmmss or "").split(".")[0]
+    return f"{t[:2]}:{t[2:4]}:{t[4:6]}" if len(t) >= 6 and t.isdigit() else ""
+
+
+def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
+                 timings: Mapping[str, float], outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The content of ``result.json`` for one scan (see ``docs/batch.md``)."""
+    from lesionquant import __version__
+
+    scan = result.scan
+    ident = scan.identifiers
+    measures = result.to_dict()
+    provenance = measures.pop("provenance", None)
+    if provenance is None:
+        provenance = getattr(result, "provenance", {}) or {}
+        if hasattr(provenance, "to_dict"):
+            provenance = provenance.to_dict()
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "scan_id": job.scan_id,
+        "patient": _patient_pseudonym(job, scan, ctx.salt),
+        "patient_known": bool(ident.patient_id),
+        "study": pseudonym("ST", ident.study_uid or job.key, ctx.salt),
+        "study_date": _iso_date(ident.study_date),
+        "study_time": _iso_time(ident.study_time),
+        "series_uid": ident.series_uid or job.series_uid or "",
+        "acquisition": _acquisition(scan),
+        "measures": measures,
+        "provenance": {
+            **dict(provenance),
+            "package_version": __version__,
+            "settings": ctx.settings,
+            "input_series_uid": ident.series_uid or job.series_uid or "",
+            "loader_warnings": list(scan.warnings),
+            "batch": {"run_id": ctx.run_id, "timings": dict(timings),
+                      "keep_identifiers": ctx.keep_identifiers},
+        },
+        "outputs": dict(outputs),
+        "warnings": list(warnings),
+    }
+    if ctx.keep_identifiers:
+        record["identifiers"] = {
+            "patient_id": ident.patient_id, "patient_name": ident.patient_name,
+            "accession": ident.accession, "study_uid": ident.study_uid,
+            "source": str(Path(job.source).resolve()),
+        }
+        return record
+    return _scrub(record, _secrets(job, scan))
+
+
+def _acquisition(scan: Any) -> dict[str, Any]:
+    acq = getattr(scan, "acquisition", None)
+    out = dataclasses.asdict(acq) if dataclasses.is_dataclass(acq) else {}
+    out["size_xyz"] = list(scan.image.GetSize())
+    out["spacing_mm"] = list(scan.image.GetSpacing())
+    return out
+
+
+def _secrets(job: Job, scan: Any) -> list[tuple[str, str]]:
+    """(text, replacement) pairs that must not appear in pseudonymous outputs, longest first."""
+    pairs = []
+    for src in {job.source, str(Path(job.source).resolve()), str(scan.source)}:
+        if src and len(src) > 1:
+            pairs.append((src, "<input>"))
+    ident = scan.identifiers
+    for text, repl in ((ident.patient_name, "<patient name>"), (ident.patient_id, "<patient id>"),
+                       (ident.accession, "<accession>")):
+        if text and len(text) >= 3:
+            pairs.append((text, repl))
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+
+def _scrub(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str):
+        for text, repl in pairs:
+            value = value.replace(text, repl)
+        return value
+    if isinstance(value, Mapping):
+        return {k: _scrub(v, pairs) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, pairs) for v in value]
+    return value
