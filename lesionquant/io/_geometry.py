@@ -226,8 +226,8 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
                      float(dz), n_out, not uniform, tilt, correct_tilt, tuple(warns))
 
 
-def _resample_stack(volume: np.ndarray, plan: StackPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation along the stack onto ``plan.n_out`` uniform positions.
+def _resample_stack(volume: np.ndarray, plan: StackPlan) -> np.ndarray:
+    """Linear interpolation along the normal onto ``plan.n_out`` uniform positions.
 
     Loops over output slices so that memory stays at one float32 output volume (a single
     vectorised call would need float64 copies of the whole volume).
@@ -242,12 +242,15 @@ def _resample_stack(volume: np.ndarray, plan: StackPlan) -> tuple[np.ndarray, np
     for j in range(plan.n_out):  # one blended slice at a time: bounded memory
         np.multiply(volume[k0[j]], 1.0 - w[j], out=out[j], casting="unsafe")
         out[j] += w[j] * volume[k0[j] + 1]
-    drift = plan.drift_mm[k0] * (1.0 - w[:, None]) + plan.drift_mm[k0 + 1] * w[:, None]
-    return out, drift
+    return out
 
 
 def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0):
     """Turn the sorted slice stack into a SimpleITK image on an orthogonal grid.
+
+    Tilt is corrected first (each acquired slice shifted in its plane), then irregular
+    spacing is resampled along the normal, the order dcm2niix uses: interpolation between
+    slices then runs along the slice normal, the direction of the slice sensitivity profile.
 
     Parameters
     ----------
@@ -268,16 +271,15 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
     dx, dy = plan.spacing_xy_mm
     dz = plan.slice_spacing_mm
     out_dtype = volume.dtype
-    drift = plan.drift_mm
     data = volume
-    if plan.resample_z:
-        data, drift = _resample_stack(volume, plan)
     origin_frame = np.zeros(3)
     if plan.correct_tilt:
-        data, origin_frame = _shear_correct(data, drift, dx, dy, dz, fill_hu)
+        data, origin_frame = _shear_correct(data, plan.drift_mm, dx, dy, fill_hu)
+    if plan.resample_z:
+        data = _resample_stack(data, plan)
     if data.dtype != out_dtype:
         if out_dtype.kind == "i":
-            data = np.rint(data, out=data if data.dtype.kind == "f" else None)
+            np.rint(data, out=data)
         data = data.astype(out_dtype, copy=False)
     image = sitk.GetImageFromArray(data)
     r, c, n = plan.axes
@@ -288,31 +290,27 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
     return image
 
 
-def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float, dz: float,
+def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float,
                    fill_hu: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shift every slice in-plane by its drift: one SimpleITK resample of the whole stack.
+    """Shift every slice in its plane by its drift (bilinear), onto one covering grid.
 
-    In the slice frame ``(r, c, n)`` relative to the first slice, stored voxel
-    ``(i, j, k)`` lies at ``(i*dx + a_k, j*dy + b_k, k*dz)`` with the drift ``(a_k, b_k)``
-    linear in ``k``; the output grid is axis-aligned in that frame and covers every slice.
+    In the slice frame ``(r, c, n)`` relative to the first slice, stored pixel ``(i, j)`` of
+    slice ``k`` lies at ``(i*dx + a_k, j*dy + b_k)`` with the drift ``(a_k, b_k)``; the output
+    grid is axis-aligned in that frame, starts at the smallest drift and covers every slice.
+    One ``scipy.ndimage.affine_transform`` per slice (each slice has its own shift) keeps the
+    memory at one float32 output volume.
     """
-    import SimpleITK as sitk
+    from scipy import ndimage
 
     n_z, n_y, n_x = data.shape
-    k = np.arange(n_z)
-    slope = (np.linalg.lstsq(k[:, None] * dz, drift, rcond=None)[0][0]
-             if n_z > 1 else np.zeros(2))  # drift per mm along n: (alpha, beta)
     lo = np.minimum(drift.min(axis=0), 0.0)
     hi = drift.max(axis=0) + np.array([(n_x - 1) * dx, (n_y - 1) * dy])
     size_x = math.ceil((hi[0] - lo[0]) / dx - 1e-6) + 1
     size_y = math.ceil((hi[1] - lo[1]) / dy - 1e-6) + 1
-    moving = sitk.GetImageFromArray(data.astype(np.float32, copy=False))
-    moving.SetSpacing((dx, dy, dz))
-    reference = sitk.Image(size_x, size_y, n_z, sitk.sitkFloat32)
-    reference.SetSpacing((dx, dy, dz))
-    reference.SetOrigin((float(lo[0]), float(lo[1]), 0.0))
-    shear = sitk.AffineTransform(3)
-    shear.SetMatrix((1.0, 0.0, -float(slope[0]), 0.0, 1.0, -float(slope[1]), 0.0, 0.0, 1.0))
-    out = sitk.Resample(moving, reference, shear, sitk.sitkLinear, float(fill_hu),
-                        sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out), np.array([lo[0], lo[1], 0.0])
+    out = np.empty((n_z, size_y, size_x), dtype=np.float32)
+    for k in range(n_z):
+        offset = ((lo[1] - drift[k, 1]) / dy, (lo[0] - drift[k, 0]) / dx)
+        ndimage.affine_transform(data[k].astype(np.float32, copy=False), np.ones(2),
+                                 offset=offset, output_shape=(size_y, size_x), output=out[k],
+                                 order=1, mode="constant", cval=fill_hu, prefilter=False)
+    return out, np.array([lo[0], lo[1], 0.0])
