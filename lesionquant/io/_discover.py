@@ -21,6 +21,7 @@ Among candidates the best covers the most of the body axis up to full lung cover
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -90,7 +91,9 @@ class SeriesInfo:
     @property
     def short_uid(self) -> str:
         """Last 12 characters of the key (UIDs share long prefixes)."""
-        return self.key if len(self.key) <= 14 else "..." + self.key[-12:]
+        if len(self.key) <= 17 or self.key.startswith("no-uid-"):
+            return self.key
+        return "..." + self.key[-12:]
 
     @property
     def n_files(self) -> int:
@@ -167,8 +170,10 @@ def _type_class(h: SliceHeader) -> str:
 def _group(headers: Sequence[SliceHeader]) -> list[SeriesInfo]:
     groups: dict[tuple, list[SliceHeader]] = {}
     for h in headers:
-        uid = h.series_uid or (
-            f"no-uid:{h.study_uid}:{h.series_number}:{os.path.dirname(h.path)}")
+        # No SeriesInstanceUID: group by study, series number and folder; the key is a hash
+        # so that folder names (which can hold patient names) are never shown.
+        uid = h.series_uid or "no-uid-" + hashlib.sha1(
+            f"{h.study_uid}|{h.series_number}|{os.path.dirname(h.path)}".encode()).hexdigest()[:10]
         sub = (h.rows, h.columns, orientation_key(h.orientation), _type_class(h),
                h.sop_class_uid)
         groups.setdefault((uid, sub), []).append(h)
@@ -180,7 +185,7 @@ def _group(headers: Sequence[SliceHeader]) -> list[SeriesInfo]:
         lists.sort(key=lambda hs: -len(hs))
         for i, hs in enumerate(lists):
             out.append(SeriesInfo(key=uid if i == 0 else f"{uid}#{i + 1}",
-                                  series_uid="" if uid.startswith("no-uid:") else uid,
+                                  series_uid="" if uid.startswith("no-uid-") else uid,
                                   headers=hs))
     out.sort(key=lambda s: (s.first.series_number if s.first.series_number is not None
                             else 1 << 30, s.key))
