@@ -30,6 +30,7 @@ _LAZY = {
     "load_scan": "lesionquant.io",
     "quantify": "lesionquant.api",
     "Result": "lesionquant.measure",
+    "run_batch": "lesionquant.batch",
 }
 
 __all__ = [
@@ -44,10 +45,12 @@ __all__ = [
     "__version__",
     "load_scan",
     "quantify",
+    "run_batch",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lesionquant.api import quantify
+    from lesionquant.batch import run_batch
     from lesionquant.io import load_scan
     from lesionquant.measure import Result
     from lesionquant.scan import Scan

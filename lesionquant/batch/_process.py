@@ -52,10 +52,10 @@ class RunContext:
         PID of the batch process; a worker whose parent died commits nothing.
     seg : bool
         Write ``seg.dcm`` for DICOM inputs.
-    qa_hooks : tuple of callables
-        ``hook(result, folder)`` writing per-scan QA files into the scan's temporary folder
-        before the commit; ``None`` entries are skipped. Default: ``lesionquant.qa.write_scan_qa``
-        when that module exists.
+    qa_hooks : tuple of callables or None
+        ``hook(result, folder, scan_id=...)`` writing per-scan QA files into the scan's
+        temporary folder before the commit. ``None``: ``lesionquant.qa.write_scan_qa`` when the
+        QA module is installed.
     compute : callable, optional
         Private test hook replacing load + quantify: ``compute(job, settings) -> Result``.
     """
@@ -67,7 +67,7 @@ class RunContext:
     run_id: str = ""
     parent_pid: int = 0
     seg: bool = True
-    qa_hooks: tuple[Callable[[Any, Path], None], ...] | None = None
+    qa_hooks: tuple[Callable[..., Any], ...] | None = None
     compute: Callable[[Job, Any], Any] | None = field(default=None, repr=False)
 
 
@@ -110,7 +110,7 @@ def _compute_default(job: Job, settings: Any) -> Any:
     return lesionquant.quantify(scan, settings)
 
 
-def _default_qa_hooks() -> tuple[Callable[[Any, Path], None], ...]:
+def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
     try:
         from lesionquant import qa
     except ImportError:
@@ -151,7 +151,7 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     hooks = _default_qa_hooks() if ctx.qa_hooks is None else ctx.qa_hooks
     for hook in hooks:
         try:
-            hook(result, tmp)
+            hook(result, tmp, scan_id=job.scan_id)
         except Exception as exc:  # QA pictures are extras too
             name = getattr(hook, "__name__", "qa")
             warnings.append(f"QA output ({name}) failed: {type(exc).__name__}: {exc}")
@@ -184,12 +184,8 @@ def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
 
     scan = result.scan
     ident = scan.identifiers
-    measures = result.to_dict()
-    provenance = measures.pop("provenance", None)
-    if provenance is None:
-        provenance = getattr(result, "provenance", {}) or {}
-        if hasattr(provenance, "to_dict"):
-            provenance = provenance.to_dict()
+    measures = dict(getattr(result, "measurements", None) or result.to_dict())
+    provenance = _provenance_dict(getattr(result, "provenance", None))
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "scan_id": job.scan_id,
@@ -202,9 +198,9 @@ def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
         "acquisition": _acquisition(scan),
         "measures": measures,
         "provenance": {
-            **dict(provenance),
+            **provenance,
             "package_version": __version__,
-            "settings": ctx.settings,
+            "settings": provenance.get("settings") or ctx.settings,
             "input_series_uid": ident.series_uid or job.series_uid or "",
             "loader_warnings": list(scan.warnings),
             "batch": {"run_id": ctx.run_id, "timings": dict(timings),
@@ -221,6 +217,14 @@ def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
         }
         return record
     return _scrub(record, _secrets(job, scan))
+
+
+def _provenance_dict(prov: Any) -> dict[str, Any]:
+    if prov is None:
+        return {}
+    if dataclasses.is_dataclass(prov):
+        return {f.name: getattr(prov, f.name) for f in dataclasses.fields(prov)}
+    return dict(prov)
 
 
 def _acquisition(scan: Any) -> dict[str, Any]:

@@ -91,8 +91,9 @@ def run_batch(
     endpoint: bool = True,
     baseline: Sequence[str] = (),
     seg: bool = True,
+    index: bool = True,
     progress: bool | None = None,
-    qa_hooks: Sequence[Callable[[Any, Path], None]] | None = None,
+    qa_hooks: Sequence[Callable[..., Any]] | None = None,
     _compute: Callable[[Job, Settings], Any] | None = None,
 ) -> BatchSummary:
     """Quantify every CT series under ``inputs`` into ``out_dir``.
@@ -124,12 +125,15 @@ def run_batch(
         first visit.
     seg : bool
         Write a DICOM SEG (``seg.dcm``) for DICOM inputs.
+    index : bool
+        Let the QA module write ``OUT/index.html`` at the end.
     progress : bool or None
         Progress bar on stderr; ``None`` shows it when stderr is a terminal.
     qa_hooks : sequence of callables, optional
-        ``hook(result, folder)`` called in the worker to add files to the scan's folder before
-        it is committed (must be picklable module-level functions). Default: the QA module's
-        ``write_scan_qa`` when available.
+        ``hook(result, folder, scan_id=...)`` called in the worker to add files to the scan's
+        folder before it is committed (picklable module-level functions). Default: the QA
+        module's ``write_scan_qa`` (``overlay.png``, ``report.html``) when available; ``()``
+        for none.
 
     Returns
     -------
@@ -149,6 +153,7 @@ def run_batch(
     t0 = time.perf_counter()
     settings = settings or Settings()
     out = Path(out_dir)
+    _check_out_dir(out)
     with _outputs.batch_lock(out):
         _outputs.recover(out)
         salt = load_or_create_salt(out, salt)
@@ -177,10 +182,21 @@ def run_batch(
 
             compute_endpoint(out, baseline=baseline)
             endpoint_csv = out / "endpoint.csv"
-        _write_index(out)
+        if index:
+            _write_index(out)
     return BatchSummary(out_dir=out, done=done, skipped=len(skipped), failed=len(failures),
                         failures=tuple(failures), seconds=time.perf_counter() - t0,
                         endpoint_csv=endpoint_csv)
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse a non-empty folder that is not a lesionquant output (e.g. a home folder)."""
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError("exists and is not a folder", source=out)
+    if out.is_dir() and any(out.iterdir()) and not (out / ".salt").exists() \
+            and not (out / "results.csv").exists():
+        raise OutputExistsError("not empty and not a lesionquant output folder; choose a new "
+                                "or empty folder", source=out)
 
 
 def _plan(out: Path, jobs: list[Job], settings: Settings, *, resume: bool, overwrite: bool

@@ -29,7 +29,7 @@ _FRONT = ["scan_id", "patient", "study", "study_date", "study_time", "days_since
           "series_uid", "status", "reason", "method", "device", "package_version",
           "seconds"]
 _IDENTIFIERS = ["patient_id", "patient_name", "accession", "study_uid", "source"]
-_QA = ["qa_verdict", "qa_comment", "qa_time"]
+_QA = ["qa_verdict", "qa_comment", "qa_reader", "qa_time_utc"]
 
 
 def iter_results(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -59,10 +59,13 @@ def _iter_errors(out: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_verdicts(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """QA verdicts of ``OUT/verdicts.json`` as ``{scan_id: {"verdict", "comment", "time"}}``.
+    """QA verdicts of ``OUT/verdicts.json`` as ``{scan_id: {"verdict", "comment", "reader",
+    "time_utc"}}``.
 
-    Accepted shapes: ``{scan_id: "accept"}``, ``{scan_id: {...}}``, ``{"verdicts": ...}`` or a
-    list of objects with a ``scan_id`` key. Absent or unreadable file: ``{}``.
+    The file is written by the QA viewer (``lesionquant review``; format in
+    :mod:`lesionquant.qa`): ``{"verdicts": {scan_id: {"verdict", "comment", "reader",
+    "time_utc", ...}}}``. A plain ``{scan_id: "accept"}`` mapping is accepted too. Absent or
+    unreadable file: ``{}``.
     """
     path = Path(out_dir) / VERDICTS_JSON
     if not path.is_file():
@@ -84,10 +87,11 @@ def read_verdicts(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             out[str(scan_id)] = {
                 "verdict": v.get("verdict", v.get("status", "")),
                 "comment": v.get("comment", ""),
-                "time": v.get("time", v.get("timestamp", v.get("updated", ""))),
+                "reader": v.get("reader", ""),
+                "time_utc": v.get("time_utc", ""),
             }
         else:
-            out[str(scan_id)] = {"verdict": str(v), "comment": "", "time": ""}
+            out[str(scan_id)] = {"verdict": str(v), "comment": "", "reader": "", "time_utc": ""}
     return out
 
 
@@ -172,8 +176,7 @@ def write_tables(out_dir: str | os.PathLike[str]) -> Path:
             row["days_since_first_scan"] = _days(row["study_date"], first[p])
         v = verdicts.get(str(row.get("scan_id")))
         if v:
-            row.update({"qa_verdict": v["verdict"], "qa_comment": v["comment"],
-                        "qa_time": v["time"]})
+            row.update({f"qa_{k}": val for k, val in v.items()})
     rows.sort(key=lambda r: (r.get("status") != "done", str(r.get("patient") or ""),
                              str(r.get("study_date") or ""), str(r.get("study_time") or ""),
                              str(r.get("scan_id"))))

@@ -1,52 +1,32 @@
-"""A stand-in for load + quantify, injected through run_batch's private ``_compute``.
+"""A stand-in for quantify, injected through run_batch's private ``_compute``.
 
-It loads the scan for real (lesionquant.load_scan) and labels voxels with plain thresholds,
-so the batch machinery (workers, outputs, resume, tables) is tested without the pipeline.
-Importable by spawned workers because pytest puts this folder on sys.path.
+It loads the scan for real (lesionquant.load_scan), labels voxels with plain thresholds and
+returns a real :class:`lesionquant.measure.Result`, so the batch machinery (workers, outputs,
+resume, tables) is tested fast and independently of the pipeline's accuracy. Importable by
+spawned workers because pytest puts this folder on sys.path.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+import time
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
 
-@dataclass(frozen=True)
-class FakeResult:
-    scan: Any
-    labelmap: sitk.Image
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        return {"method": "fake", "device": "cpu", "timings": {"fake_s": 0.0},
-                "source": self.scan.source}
-
-    def to_dict(self) -> dict[str, Any]:
-        lab = sitk.GetArrayViewFromImage(self.labelmap)
-        ml = float(np.prod(self.labelmap.GetSpacing())) / 1000.0
-        lung = float(np.count_nonzero(lab)) * ml
-        ggo = float(np.count_nonzero(lab == 3)) * ml
-        cons = float(np.count_nonzero(lab == 4)) * ml
-        def pct(v: float) -> float:
-            return 100.0 * v / lung if lung else 0.0
-
-        return {"lung_ml": lung, "lesion_ml": ggo + cons, "ggo_ml": ggo,
-                "consolidation_ml": cons, "lesion_pct": pct(ggo + cons), "ggo_pct": pct(ggo),
-                "consolidation_pct": pct(cons), "zones": {"right_upper": {"lesion_pct": 0.0}},
-                "provenance": self.provenance}
-
-
-def fake_compute(job: Any, settings: Any) -> FakeResult:
-    """Threshold 'quantification'; a scan whose description says CRASH kills its process."""
+def fake_compute(job: Any, settings: Any) -> Any:
+    """Threshold 'quantification'. Descriptions containing CRASH kill the worker process;
+    SLOW sleeps 1 s (for kill -9 tests)."""
     import lesionquant
+    from lesionquant.measure import Provenance, Result
 
     if "CRASH" in job.description:
         os.kill(os.getpid(), signal.SIGKILL)
+    if "SLOW" in job.description:
+        time.sleep(1.0)
     scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
     hu = sitk.GetArrayViewFromImage(scan.image)
     lab = np.zeros(hu.shape, np.uint8)
@@ -56,9 +36,19 @@ def fake_compute(job: Any, settings: Any) -> FakeResult:
     lab[(hu >= -750) & (hu < -300)] = 3
     image = sitk.GetImageFromArray(lab)
     image.CopyInformation(scan.image)
-    return FakeResult(scan, image)
+    ml = float(np.prod(scan.image.GetSpacing())) / 1000.0
+    lung_ml = float(np.count_nonzero(lab)) * ml
+    ggo_ml = float(np.count_nonzero(lab == 3)) * ml
+    numbers = {"lung_ml": lung_ml, "lesion_ml": ggo_ml, "ggo_ml": ggo_ml,
+               "consolidation_ml": 0.0, "lesion_pct": 100.0 * ggo_ml / lung_ml,
+               "ggo_pct": 100.0 * ggo_ml / lung_ml, "consolidation_pct": 0.0}
+    prov = Provenance(version="test", method="classical", device="cpu",
+                      settings=settings.to_dict(), timings_s={"total": 0.0},
+                      warnings=tuple(scan.warnings), series_uid=scan.identifiers.series_uid)
+    lungs = sitk.Cast(sitk.Clamp(image, upperBound=2), sitk.sitkUInt8)
+    return Result(measurements=numbers, labelmap=image, lungs=lungs, scan=scan, provenance=prov)
 
 
-def record_qa(result: Any, folder: Any) -> None:
+def record_qa(result: Any, folder: Any, *, scan_id: str) -> None:
     """A QA hook that leaves a marker file in the scan folder."""
-    (folder / "qa-marker.txt").write_text(result.scan.identifiers.series_uid)
+    (folder / "qa-marker.txt").write_text(scan_id)
