@@ -1,0 +1,7 @@
+"""The local review viewer: ``lesionquant review OUT`` (see :func:`serve_review`)."""
+
+from __future__ import annotations
+
+from lesionquant.qa.review._server import ReviewServer, refresh_tables, serve_review
+
+__all__ = ["ReviewServer", "refresh_tables", "serve_review"]
