@@ -36,7 +36,12 @@ from lesionquant.errors import (
     UnsupportedDicomError,
 )
 from lesionquant.io._geometry import orientation_key
-from lesionquant.io._header import SliceHeader, looks_like_dicom, read_header
+from lesionquant.io._header import (
+    NATIVE_LE_SYNTAXES,
+    SliceHeader,
+    looks_like_dicom,
+    read_header,
+)
 
 __all__ = ["LUNG_COVERAGE_MM", "Discovery", "SeriesInfo", "choose_series", "discover_series",
            "iter_files"]
@@ -154,8 +159,33 @@ def _read_all(paths: Iterable[str], disc: Discovery, strict: bool) -> list[Slice
         if h.sop_class_uid == _MEDIA_DIR_SOP:
             disc.skipped_index += 1
             continue
+        problem = _incomplete(h)
+        if problem:
+            if strict:
+                raise DicomDecodeError(problem, source=path)
+            logger.warning("skipping unreadable DICOM file: %s: %s", path, problem)
+            disc.unreadable.append(path)
+            continue
         headers.append(h)
     return headers
+
+
+def _incomplete(h: SliceHeader) -> str:
+    """Why a header that pydicom read without error is still unusable ("" when fine).
+
+    pydicom stops quietly at the end of a truncated file, so a cut header shows up as a
+    dataset without SOPClassUID and Rows, or a CT image without Rows/Columns or pixel data
+    (some real exports lack SOPClassUID, so that alone is not a reason).
+    """
+    if not h.sop_class_uid and (h.rows is None or h.columns is None):
+        return "incomplete header (no SOPClassUID, no Rows/Columns): truncated file?"
+    if h.modality in ("CT", "") and (h.rows is None or h.columns is None) and (
+            h.sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.2")):
+        return "truncated header: CT image without Rows/Columns"
+    if h.transfer_syntax in NATIVE_LE_SYNTAXES and h.rows and h.columns and (
+            h.pixel_offset is None):
+        return "truncated file: no pixel data element after the header"
+    return ""
 
 
 def _type_class(h: SliceHeader) -> str:

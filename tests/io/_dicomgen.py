@@ -79,7 +79,7 @@ def write_series(folder: Path, hu: np.ndarray, *, spacing_mm: Sequence[float] = 
                  orientation: Sequence[float] = AXIAL,
                  positions: Sequence[Sequence[float]] | None = None,
                  series_uid: str | None = None, intercept: float = -1024.0,
-                 **kwargs: object) -> list[Path]:
+                 prefix: str = "img", **kwargs: object) -> list[Path]:
     """Write a ``(z, y, x)`` HU volume as one file per slice (shuffled instance numbers).
 
     ``spacing_mm`` is (x, y, z); slices step along the normal of ``orientation`` unless
@@ -99,7 +99,7 @@ def write_series(folder: Path, hu: np.ndarray, *, spacing_mm: Sequence[float] = 
         ds = ct_dataset(sl, position=pos, orientation=orientation,
                         spacing_mm=(spacing_mm[1], spacing_mm[0]), series_uid=series_uid,
                         intercept=intercept, instance=int(instances[k]), **kwargs)
-        paths.append(write(ds, folder / f"img{instances[k]:04d}"))
+        paths.append(write(ds, folder / f"{prefix}{instances[k]:04d}"))
     return paths
 
 
