@@ -51,7 +51,7 @@ class Settings:
         Connected lesion components smaller than this are dropped, mL. Default 0.05 mL.
     lung_threshold_hu : float
         Voxels below this (on the ~2 mm working grid) are air-like: the aerated lung seed.
-        Default -500 HU (midway between air and soft tissue).
+        Default -300 HU (the top of the GGO band, so ground glass counts as aerated).
     gas_mean_hu : float
         An air component whose mean is below this is gas (outside air, trachea, bowel or
         stomach gas), not lung parenchyma (mean about -850 HU); also the airway-growing
@@ -60,7 +60,7 @@ class Settings:
         Spacing of the working grid for the heavy lung morphology, mm. Default 2 mm.
     lung_closing_mm : float
         Radius of the rolling-ball closing that brings dense lung (consolidation touching
-        the pleura, dependent atelectasis) back into the lung mask, mm. Default 10 mm.
+        the pleura, dependent atelectasis) back into the lung mask, mm. Default 20 mm.
     dense_lung_max_hu : float
         Voxels recovered by the closing must be below this (bone, contrast vessels are not
         lung), HU. Default 150 HU.
@@ -88,10 +88,10 @@ class Settings:
     ggo_hu: tuple[float, float] = (-750.0, -300.0)
     consolidation_hu: tuple[float, float] = (-300.0, 150.0)
     min_lesion_volume_ml: float = 0.05
-    lung_threshold_hu: float = -500.0
+    lung_threshold_hu: float = -300.0
     gas_mean_hu: float = -950.0
     work_spacing_mm: float = 2.0
-    lung_closing_mm: float = 10.0
+    lung_closing_mm: float = 20.0
     dense_lung_max_hu: float = 150.0
     min_lung_area_cm2: float = 30.0
     lesion_opening_mm: float = 1.5

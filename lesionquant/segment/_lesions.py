@@ -105,8 +105,13 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
 
 
 def _half_width(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
-    """Box half-widths in voxels for ``mm`` along each axis (0 where the voxel is thicker)."""
-    return tuple(int(np.floor(mm / sp + 0.5)) if mm >= 0.75 * sp else 0 for sp in spacing)
+    """Box half-widths in voxels for ``mm`` along each axis.
+
+    In-plane at least one voxel (partial volume spans a voxel whatever its size); along z
+    zero when the slices are thicker than ``mm / 0.75`` and the scan has few slices.
+    """
+    z = int(np.floor(mm / spacing[0] + 0.5)) if mm >= 0.75 * spacing[0] else 0
+    return (z, *(max(1, int(np.floor(mm / sp + 0.5))) for sp in spacing[1:]))
 
 
 def _open(mask: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
@@ -186,44 +191,63 @@ def _vesselness(low: np.ndarray, sp: tuple[float, ...], sigma_mm: float,
 
 def _vessels(hu: np.ndarray, cand: np.ndarray, spacing: tuple[float, ...],
              s: Settings) -> np.ndarray:
-    """Dense tubular structures within ``cand`` (vesselness on a ~1 mm grid, max of scales)."""
+    """Dense tubular structures within ``cand`` (max vesselness over the scales).
+
+    Each scale ``sigma`` is evaluated on a block-mean grid of about ``sigma / 1.5`` mm,
+    which keeps the Gaussian derivative filters cheap on full-size scans.
+    """
     if not s.vessel_sigma_mm or not cand.any():
         return np.zeros(hu.shape, bool)
-    factors = block_factors(spacing, 1.0)
-    low, _ = block_mean(np.clip(hu, -1000, 300), factors)
-    sp = tuple(v * f for v, f in zip(spacing, factors, strict=True))
-    cand_low = block_mean(cand.view(np.uint8), factors)[0] > 0
-    best = np.zeros(int(cand_low.sum()))
+    out = np.zeros(hu.shape, bool)
+    clipped = np.clip(hu, -1000, 300)
     for sigma in s.vessel_sigma_mm:
-        best = np.maximum(best, _vesselness(low, sp, sigma, cand_low))
-    vessel_low = np.zeros(low.shape, bool)
-    vessel_low[cand_low] = best > s.vessel_threshold
-    return block_upsample(vessel_low, factors, hu.shape) & cand
+        factors = block_factors(spacing, sigma / 1.5)
+        low, _ = block_mean(clipped, factors)
+        sp = tuple(v * f for v, f in zip(spacing, factors, strict=True))
+        sel = block_mean(cand.view(np.uint8), factors)[0] >= 0.5
+        if not sel.any():
+            continue
+        tube = np.zeros(low.shape, bool)
+        tube[sel] = _vesselness(low, sp, sigma, sel) > s.vessel_threshold
+        out |= block_upsample(tube, factors, hu.shape)
+    return out & cand
+
+
+def _box(mask: np.ndarray, half: tuple[int, ...], op: str) -> np.ndarray:
+    size = tuple(2 * h + 1 for h in half)
+    if all(v == 1 for v in size):
+        return mask
+    f = ndimage.minimum_filter if op == "erode" else ndimage.maximum_filter
+    return f(mask.view(np.uint8), size=size, mode="nearest").astype(bool)
 
 
 def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
              s: Settings) -> tuple[np.ndarray, np.ndarray]:
     corr = _dependent_correction(hu, lung, s)
-    g_lo, _g_hi = s.ggo_hu
+    g_lo, _ = s.ggo_hu
     c_lo, c_hi = s.consolidation_hu
     hu_corr = hu - corr[None, :, None]
-    cand = lung & (hu_corr >= g_lo) & (hu < c_hi)
-    # Thin structures: vessels, fissures, airway walls, vessel halos.
-    cand = _open(cand, _half_width(s.lesion_opening_mm, spacing))
-    # Dense tubes (vessels) and their halo.
-    dense = cand & (hu >= c_lo)
-    vessel = _vessels(hu, dense, spacing, s)
-    if vessel.any():
-        halo = ndimage.binary_dilation(vessel, structure=_FULL, iterations=1)
-        cand &= ~(halo & ~(dense & ~vessel))
-    # Partial-volume rim at the lung surface.
-    rim_half = _half_width(s.rim_mm, spacing)
-    if any(rim_half):
-        size = tuple(2 * h + 1 for h in rim_half)
-        inner = ndimage.minimum_filter(lung.view(np.uint8), size=size, mode="nearest")
-        core = cand & inner.astype(bool)
-        grown = ndimage.maximum_filter(core.view(np.uint8), size=size, mode="nearest")
-        cand &= grown.astype(bool)
+    opening = _half_width(s.lesion_opening_mm, spacing)
+    one = _half_width(1.0, spacing)
+    # Vessels: dense structures that are thin (removed by the opening) or tubular.
+    dense = lung & (hu >= c_lo)
+    thick = _open(dense, opening)
+    above = lung & (hu_corr >= g_lo)
+    vessel = (dense & ~thick) | _vessels(hu, above, spacing, s)
+    # Their partial-volume halo falls into the GGO band; halo voxels come back only where
+    # they are enclosed by lesion (a vessel crossing ground glass).
+    halo = _box(vessel, one, "dilate") & ~vessel
+    cand = lung & (hu_corr >= g_lo) & (hu < c_hi) & ~vessel
+    core = cand & ~halo
+    closed = _box(_box(core, one, "dilate"), one, "erode")
+    cand = core | (cand & halo & closed)
+    # Thin structures left: fissures, airway walls, leftover halo.
+    cand = _open(cand, opening)
+    # Partial-volume rim at the lung surface: kept only where the lesion continues inward.
+    rim = _half_width(s.rim_mm, spacing)
+    if any(rim):
+        inner = _box(lung, rim, "erode")
+        cand &= _box(cand & inner, rim, "dilate")
     # Minimum lesion size.
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_vox = s.min_lesion_volume_ml / voxel_ml

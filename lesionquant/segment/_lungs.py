@@ -140,8 +140,9 @@ def _lungs_lowres(
     cropped = _is_cropped(body)
     inside = ~outside if cropped else body_filled
     airway = _airway(low, air & inside, sp, s)
+    free_gas = _free_gas(low, air & ~airway, s)
 
-    cand = air & ~airway
+    cand = air & ~airway & ~free_gas
     lab, n = ndimage.label(cand, structure=_CROSS)
     if n == 0:
         empty = np.zeros(low.shape, bool)
@@ -156,7 +157,7 @@ def _lungs_lowres(
         biggest = count[keep].max()
         keep &= count >= max(0.05 * biggest, 0.2 / voxel_ml)
     lung = keep[lab]
-    excluded = (air & ~lung) | outside | airway
+    excluded = (air & ~lung) | outside | airway | free_gas
     logger.debug(
         "lungs: %d air components, kept %d (%.0f mL); cropped FOV=%s; airway %.1f mL",
         n, int(keep.sum()), lung.sum() * voxel_ml, cropped, airway.sum() * voxel_ml,
@@ -225,6 +226,28 @@ def _airway(low: np.ndarray, air: np.ndarray, sp: tuple[float, float, float],
     return np.zeros(low.shape, bool)
 
 
+def _free_gas(low: np.ndarray, air: np.ndarray, s: Settings) -> np.ndarray:
+    """Pure-gas pockets that are not surrounded by lung parenchyma.
+
+    A gas component (blocks below ``gas_mean_hu``) whose one-block shell is mostly soft
+    tissue is stomach or bowel gas, trachea or outside air, even where partial volume
+    through a thin diaphragm joins it to the lung; an emphysematous bulla or a bronchus
+    inside the lung is wrapped in parenchyma and stays.
+    """
+    gas = air & (low < s.gas_mean_hu)
+    lab, n = ndimage.label(gas, structure=_CROSS)
+    if n == 0:
+        return gas
+    grown = ndimage.grey_dilation(lab, footprint=_CROSS)
+    shell = (grown > 0) & ~gas
+    paren = shell & air
+    n_shell = np.bincount(grown[shell], minlength=n + 1)
+    n_paren = np.bincount(grown[paren], minlength=n + 1)
+    free = n_paren < 0.5 * n_shell
+    free[0] = False
+    return free[lab]
+
+
 def _split(lab: np.ndarray, keep: np.ndarray, lung: np.ndarray, body: np.ndarray,
            sp: tuple[float, float, float]) -> np.ndarray:
     """Label ``lung`` as 1 right / 2 left."""
@@ -283,7 +306,10 @@ def _erosion_cores(lung: np.ndarray, sp: tuple[float, float, float]) -> list[np.
 def _closing(mask: np.ndarray, radius_mm: float, sp: tuple[float, float, float]) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` (distance transforms; edges replicated)."""
     pad = [int(np.ceil(radius_mm / v)) + 1 for v in sp]
-    m = np.pad(mask, [(p, p) for p in pad], mode="edge")
+    # The lung continues beyond the first and last slice (edge replicated in z); in-plane
+    # the image border is not lung (zero padding), so a cropped FOV is not closed onto it.
+    m = np.pad(mask, [(pad[0], pad[0]), (0, 0), (0, 0)], mode="edge")
+    m = np.pad(m, [(0, 0), (pad[1], pad[1]), (pad[2], pad[2])])
     dil = ndimage.distance_transform_edt(~m, sampling=sp) <= radius_mm
     closed = ndimage.distance_transform_edt(dil, sampling=sp) > radius_mm
     return closed[pad[0]:-pad[0], pad[1]:-pad[1], pad[2]:-pad[2]] | mask
@@ -291,7 +317,14 @@ def _closing(mask: np.ndarray, radius_mm: float, sp: tuple[float, float, float])
 
 def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
                    sp: tuple[float, float, float], s: Settings) -> np.ndarray:
-    """Bring dense lung (consolidation, dependent density) back into each lung."""
+    """Bring dense lung (consolidation, dependent density) back into each lung.
+
+    Each lung is closed with a ball of ``lung_closing_mm`` (bites of dense lung narrower
+    than about twice that, e.g. consolidation against the pleura, are filled) and its
+    in-plane holes (vessels, consolidation cores surrounded by aerated lung or GGO) are
+    filled whatever their density. Closing additions must be below ``dense_lung_max_hu``;
+    nothing is taken from the other lung, the airway, gas or outside the body.
+    """
     allowed = (low < s.dense_lung_max_hu) & ~forbidden
     out = labels.copy()
     r = s.lung_closing_mm
@@ -302,9 +335,10 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
             continue
         box = _bbox(m, pad)
         sub = m[box]
-        closed = _closing(sub, r, sp)
-        closed = ndimage.binary_fill_holes(closed, structure=_INPLANE)
-        add = closed & allowed[box] & (out[box] == 0) & (labels[box] != other)
+        add = _closing(sub, r, sp) & allowed[box]
+        holes = ndimage.binary_fill_holes(sub | add, structure=_INPLANE) & ~sub & ~add
+        add |= holes & ~forbidden[box]
+        add &= (out[box] == 0) & (labels[box] != other)
         out[box][add] = value
     return out
 
