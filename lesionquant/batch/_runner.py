@@ -193,8 +193,8 @@ def _check_out_dir(out: Path) -> None:
     """Refuse a non-empty folder that is not a lesionquant output (e.g. a home folder)."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", source=out)
-    if out.is_dir() and any(out.iterdir()) and not (out / ".salt").exists() \
-            and not (out / "results.csv").exists():
+    ours = any((out / name).exists() for name in (".salt", ".lock", "results.csv"))
+    if out.is_dir() and not ours and any(out.iterdir()):
         raise OutputExistsError("not empty and not a lesionquant output folder; choose a new "
                                 "or empty folder", source=out)
 

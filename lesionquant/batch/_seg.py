@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -119,17 +120,21 @@ def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str
             image_position=[float(c) for c in labelmap.TransformIndexToPhysicalPoint((0, 0, k))])
         for k in range(labelmap.GetSize()[2])
     ]
-    seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-        series_number=_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="lesionquant", manufacturer_model_name="lesionquant",
-        software_versions=__version__, device_serial_number="none",
-        series_description="lesionquant lungs GGO consolidation",
-        content_label="LESIONQUANT", content_description="Lungs, GGO and consolidation",
-        pixel_measures=measures, plane_orientation=orientation, plane_positions=positions,
-        omit_empty_frames=True)
+    with warnings.catch_warnings():
+        # highdicom warns about odd person names copied from the source, quoting them: that
+        # would put patient names on stderr / in logs.
+        warnings.simplefilter("ignore", UserWarning)
+        seg = hd.seg.Segmentation(
+            source_images=sources, pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(),
+            series_number=_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="lesionquant", manufacturer_model_name="lesionquant",
+            software_versions=__version__, device_serial_number="none",
+            series_description="lesionquant lungs GGO consolidation",
+            content_label="LESIONQUANT", content_description="Lungs, GGO and consolidation",
+            pixel_measures=measures, plane_orientation=orientation, plane_positions=positions,
+            omit_empty_frames=True)
     if patient_pseudonym is not None:
         seg.PatientName = f"{patient_pseudonym}^"  # family name only, not a retired PN form
         seg.PatientID = patient_pseudonym
