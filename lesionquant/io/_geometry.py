@@ -296,14 +296,18 @@ def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float,
 
     In the slice frame ``(r, c, n)`` relative to the first slice, stored pixel ``(i, j)`` of
     slice ``k`` lies at ``(i*dx + a_k, j*dy + b_k)`` with the drift ``(a_k, b_k)``; the output
-    grid is axis-aligned in that frame, starts at the smallest drift and covers every slice.
+    grid is axis-aligned in that frame, on the first slice's pixel lattice, and covers every
+    slice.
     One ``scipy.ndimage.affine_transform`` per slice (each slice has its own shift) keeps the
     memory at one float32 output volume.
     """
     from scipy import ndimage
 
     n_z, n_y, n_x = data.shape
-    lo = np.minimum(drift.min(axis=0), 0.0)
+    step = np.array([dx, dy])
+    # Grid aligned with the first slice's pixels (whole-pixel offset, as dcm2niix does): the
+    # first slice is copied without interpolation.
+    lo = np.floor(np.minimum(drift.min(axis=0), 0.0) / step + 1e-6) * step
     hi = drift.max(axis=0) + np.array([(n_x - 1) * dx, (n_y - 1) * dy])
     size_x = math.ceil((hi[0] - lo[0]) / dx - 1e-6) + 1
     size_y = math.ceil((hi[1] - lo[1]) / dy - 1e-6) + 1
