@@ -73,6 +73,14 @@ def test_run_then_endpoint_via_main(edge_dir, tmp_path, capsys):
     assert row["is_baseline"] == "true" and float(row["lesion_change_pp"]) == 0.0
 
 
+def _session_processes(sid: int) -> list[str]:
+    """PIDs of the live processes of session ``sid`` (the killed batch and its workers)."""
+    run = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True,
+                         check=True)
+    return [pid for pid, s, stat in (line.split() for line in run.stdout.splitlines())
+            if int(s) == sid and not stat.startswith("Z")]
+
+
 def _committed(out: Path) -> int:
     return len(list(out.glob("S-*/result.json")))
 
@@ -100,10 +108,19 @@ def test_kill_9_mid_batch_then_resume_gives_the_same_results(chest_dir, edge_dir
     deadline = time.monotonic() + 120
     while _committed(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # the batch process only, as the OOM killer would
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     partial = _committed(out)
+    # its orphaned workers notice and exit without committing anything more
+    deadline = time.monotonic() + 10
+    while _session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftover = _session_processes(proc.pid)
+    if leftover:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not leftover, "worker processes outlived the killed batch"
+    assert _committed(out) == partial
     assert 2 <= partial < n_scans, "the kill came too late to test anything"
     # resume with the real CLI
     resumed = subprocess.run([*cmd, "-o", str(out), "--workers", "2"], env=env, cwd=tmp_path,

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -232,8 +233,23 @@ def _diff(have: dict[str, Any], want: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {have.get(k)!r} then, {want.get(k)!r} now" for k in keys)
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the batch process dies (e.g. ``kill -9``).
+
+    Without it an orphaned worker waits forever for its next task.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lesionquant-parent-watch", daemon=True).start()
+
+
 def _make_pool(workers: int) -> ProcessPoolExecutor:
-    kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn")}
+    kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn"),
+                              "initializer": _exit_with_parent, "initargs": (os.getpid(),)}
     if sys.version_info >= (3, 11):
         kwargs["max_tasks_per_child"] = MAX_TASKS_PER_CHILD
     return ProcessPoolExecutor(max_workers=workers, **kwargs)
