@@ -78,6 +78,10 @@ class Settings:
         (vessels) from consolidation, mm; empty disables it. Default (1.5, 3.0).
     vessel_threshold : float
         Vesselness above which a dense voxel is vessel, in [0, 1]. Default 0.3.
+    background_mm : float
+        Width of the box over which the background density (mean HU of the surrounding
+        lung without vessels) is taken; a voxel is lesion only when its background is in
+        a lesion band, mm. Default 6 mm.
     dependent_correction_max_hu : float
         Largest anterior-to-posterior density gradient correction applied before the GGO
         threshold (normal dependent density is not GGO), HU; 0 disables. Default 80 HU.
@@ -98,6 +102,7 @@ class Settings:
     rim_mm: float = 2.0
     vessel_sigma_mm: tuple[float, ...] = (1.5, 3.0)
     vessel_threshold: float = 0.3
+    background_mm: float = 6.0
     dependent_correction_max_hu: float = 80.0
 
     def __post_init__(self) -> None:
@@ -115,7 +120,8 @@ class Settings:
         object.__setattr__(
             self, "vessel_sigma_mm", tuple(float(v) for v in self.vessel_sigma_mm)
         )
-        for name in ("work_spacing_mm", "lung_closing_mm", "min_lung_area_cm2"):
+        for name in ("work_spacing_mm", "lung_closing_mm", "min_lung_area_cm2",
+                     "background_mm"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"Settings.{name} must be > 0")
         for name in ("lesion_opening_mm", "rim_mm", "dependent_correction_max_hu"):

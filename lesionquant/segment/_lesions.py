@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 GGO, CONSOLIDATION = 3, 4
 _FULL = ndimage.generate_binary_structure(3, 3)
+#: A voxel this much brighter than the grey opening of its neighbourhood is part of a
+#: thin bright structure (vessel, fissure, airway wall), HU.
+_TOPHAT_HU = 120.0
 
 
 def segment_lesions(
@@ -221,27 +224,45 @@ def _box(mask: np.ndarray, half: tuple[int, ...], op: str) -> np.ndarray:
     return f(mask.view(np.uint8), size=size, mode="nearest").astype(bool)
 
 
+def _window(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """Odd box sizes (voxels) about ``mm`` wide; at least 3 in-plane, 1 along thick z."""
+    z = 2 * int(np.floor(0.5 * mm / spacing[0] + 0.5)) + 1
+    return (z, *(max(3, 2 * int(np.floor(0.5 * mm / sp + 0.5)) + 1) for sp in spacing[1:]))
+
+
 def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
              s: Settings) -> tuple[np.ndarray, np.ndarray]:
-    corr = _dependent_correction(hu, lung, s)
+    corr = _dependent_correction(hu, lung, s)[None, :, None]
     g_lo, _ = s.ggo_hu
     c_lo, c_hi = s.consolidation_hu
-    hu_corr = hu - corr[None, :, None]
     opening = _half_width(s.lesion_opening_mm, spacing)
     one = _half_width(1.0, spacing)
+    # Light smoothing (noise, texture): a 3-voxel box in-plane, ~1.5 mm along z.
+    sm = ndimage.uniform_filter(hu, size=_window(1.5, spacing), mode="nearest")
     # Vessels: dense structures that are thin (removed by the opening) or tubular.
+    # Thin bright structures of any density (white top-hat: vessels, also the faint
+    # partial-volume vessels of thick slices, fissures, airway walls) and dense tubes.
+    size_th = _window(s.background_mm, spacing)
+    base = ndimage.maximum_filter(ndimage.minimum_filter(hu, size=size_th, mode="nearest"),
+                                  size=size_th, mode="nearest")
+    thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
+    del base
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
-    above = lung & (hu_corr >= g_lo)
-    vessel = (dense & ~thick) | _vessels(hu, above, spacing, s)
-    # Their partial-volume halo falls into the GGO band; halo voxels come back only where
-    # they are enclosed by lesion (a vessel crossing ground glass).
-    halo = _box(vessel, one, "dilate") & ~vessel
-    cand = lung & (hu_corr >= g_lo) & (hu < c_hi) & ~vessel
-    core = cand & ~halo
-    closed = _box(_box(core, one, "dilate"), one, "erode")
-    cand = core | (cand & halo & closed)
-    # Thin structures left: fissures, airway walls, leftover halo.
+    vessel = thin | (dense & ~thick) | _vessels(hu, thick, spacing, s)
+    # Background density: the mean HU of the surrounding lung *without* vessels and their
+    # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
+    # normal background; a vessel running through ground glass has a GGO background.
+    parenchyma = (lung & ~_box(vessel, one, "dilate")).astype(np.float32)
+    size = _window(s.background_mm, spacing)
+    num = ndimage.uniform_filter(hu * parenchyma, size=size, mode="constant")
+    den = ndimage.uniform_filter(parenchyma, size=size, mode="constant")
+    bg = np.where(den > 0.05, num / np.maximum(den, 1e-6), -1000.0).astype(np.float32)
+    del num, den, parenchyma
+    in_band = (bg - corr >= g_lo) & (bg < c_hi)
+    own = (sm - corr >= g_lo) & (sm < c_hi)
+    cand = lung & in_band & (own | vessel)
+    # Thin structures left (fissures, airway walls): box opening.
     cand = _open(cand, opening)
     # Partial-volume rim at the lung surface: kept only where the lesion continues inward.
     rim = _half_width(s.rim_mm, spacing)
@@ -257,7 +278,10 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
         big = count >= min_vox
         big[0] = False
         cand = big[lab]
-    cons = cand & (hu >= c_lo)
+    # Class by the voxel's own (smoothed) density; vessels inside a lesion by their
+    # background.
+    cls_hu = np.where(vessel, bg, sm)
+    cons = cand & (cls_hu >= c_lo)
     ggo = cand & ~cons
     logger.debug("lesions: GGO %d voxels, consolidation %d voxels", ggo.sum(), cons.sum())
     return ggo, cons
