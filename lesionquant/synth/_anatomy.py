@@ -10,8 +10,8 @@ landmark                  depth below apex (adult, ``patient_scale=1``)
 lung apex                 0 mm
 carina                    75 mm
 heart centre              165 mm (centre shifted 22 mm to the patient's left)
-right / left dome top     175 / 188 mm (the right hemidiaphragm is higher: liver)
-posterior recesses        ~250 mm (costophrenic recesses lowest dorsally)
+right / left dome top     192 / 204 mm (the right hemidiaphragm is higher: liver)
+posterior recesses        ~265 mm (costophrenic recesses lowest dorsally)
 ========================  ==========================================================
 
 The model is deliberately simple (superellipses, ellipsoids, capsules, a random
@@ -160,7 +160,7 @@ def grow_tree(
         while stack:
             a, cloud = stack.pop()
             n = cloud.shape[0]
-            r = r_terminal_mm * n ** 0.37  # Murray-like; a bit steeper for hilar trunks
+            r = r_terminal_mm * n ** (1.0 / 3.0)  # Murray: r^3 = r1^3 + r2^3
             if n == 1:
                 emit(a, cloud[0], r, artery)
                 continue
@@ -234,6 +234,19 @@ def rasterise_tree(grid: Grid, tree: TreeSegments, region: np.ndarray):
     wall = np.maximum(0.25 * r_at, 0.6)
     outer = np.where(k_at == 1, r_at + wall, r_at)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=False))
-    tissue[box] = np.clip((outer - dist) / vox + 0.5, 0.0, 1.0)
-    lumen[box] = np.where(k_at == 1, np.clip((r_at - dist) / vox + 0.5, 0.0, 1.0), 0.0)
+    tissue[box] = _occupancy(outer, dist, vox)
+    lumen[box] = np.where(k_at == 1, _occupancy(r_at, dist, vox), 0.0)
     return tissue, lumen
+
+
+def _occupancy(radius, dist, vox):
+    """Partial-volume fraction of a tube of ``radius`` at ``dist`` for voxel size ``vox``.
+
+    A one-voxel linear ramp at the tube surface; tubes thinner than a voxel keep their
+    cross-section area (``(2 r / vox)^2`` of a one-voxel ramp), so sub-voxel vessels are
+    faint dots rather than voxel-sized ones and the lung's mean density stays right.
+    """
+    half = 0.5 * vox
+    r_eff = np.maximum(radius, half)
+    ramp = np.clip((r_eff - dist) / vox + 0.5, 0.0, 1.0)
+    return (ramp * np.minimum(1.0, (radius / half) ** 2)).astype(np.float32)

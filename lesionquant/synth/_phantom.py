@@ -207,13 +207,13 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     blood = CONTRAST_BLOOD if contrast else BLOOD
 
     # vertical placement: lungs (apex to posterior recess ~250 mm) centred in the volume
-    lung_len = 250.0 * s
+    lung_len = 265.0 * s
     z_apex = height_mm / 2.0 + lung_len / 2.0 + 5.0
     t = z_apex - z  # depth below apex, (Z,1,1)
 
     # --- body outline, fat, muscle --------------------------------------------------------
-    a_body = 158.0 * s + 14.0 * s * np.clip((40.0 * s - t) / (60.0 * s), 0, 1)  # shoulders
-    b_ant, b_post = 112.0 * s, 108.0 * s
+    a_body = 162.0 * s + 14.0 * s * np.clip((40.0 * s - t) / (60.0 * s), 0, 1)  # shoulders
+    b_ant, b_post = 118.0 * s, 112.0 * s
     y0 = -6.0 * s
     yb = y - y0
     b_body = np.where(yb < 0, b_ant, b_post)
@@ -293,7 +293,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     # heart (ellipsoid, shifted left and anterior) in epicardial fat
     hc = (22.0 * s, -22.0 * s + y0, 165.0 * s)
     heart_r = ((x - hc[0]) / (62.0 * s)) ** 2 + ((y - hc[1]) / (50.0 * s)) ** 2 + (
-        (t - hc[2]) / (58.0 * s)) ** 2
+        (t - hc[2]) / (50.0 * s)) ** 2
     heart_fat = heart_r <= 1.25
     heart = heart_r <= 1.0
     hu[heart_fat & cavity] = FAT
@@ -354,9 +354,9 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         xl = sign * 0.50 * ac
         u = np.clip(t / (70.0 * s), 0.0, 1.0)
         apex_c = (u * (2.0 - u)) ** 0.5  # rounded apex (dome over ~70 mm)
-        lung_sec = superellipse(x - xl, yb - 0.1 * bc_post, 0.60 * ac * apex_c + 1e-3,
+        lung_sec = superellipse(x - xl, yb - 0.1 * bc_post, 0.64 * ac * apex_c + 1e-3,
                                 1.15 * bc_post * apex_c + 1e-3, 2.4) <= 1.0
-        dome_top = (175.0 if side == 1 else 188.0) * s
+        dome_top = (192.0 if side == 1 else 204.0) * s
         r2 = ((x - sign * 0.45 * ac) / ac) ** 2 + (yb / bc_post) ** 2 * 0.6
         t_dia = dome_top + 62.0 * s * r2 + 26.0 * s * np.clip(yb / bc_post, 0, 1)
         mediast = (np.abs(x - 2.0 * s) < 15.0 * s) & (t > 0)
@@ -396,12 +396,12 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         if cand.shape[0] == 0:
             continue
         for art, dz in ((True, 0.0), (False, -15.0 * s)):
-            n_term = int(min(2500, cand.shape[0]))
+            n_term = int(min(6000, cand.shape[0]))
             pick = cand[rng.choice(cand.shape[0], size=n_term, replace=False)]
             pick = pick + rng.uniform(-0.5, 0.5, pick.shape) * np.array(grid.spacing_zyx)
             roots.append(((hil[0] + dz, hil[1] + (0.0 if art else -10.0 * s), hil[2]),
                           pick, art))
-    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=0.33)
+    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=0.42)
     region = lung_bool | vessel_mask
     tissue, lumen = rasterise_tree(grid, tree, region)
     in_chest = lung_bool | ((hu < -50) & cavity & chest_z)
