@@ -17,6 +17,7 @@ from lesionquant.io._pixels import (
     check_declared_size,
     check_looks_like_hu,
     hu_dtype,
+    new_volume,
 )
 from lesionquant.scan import Acquisition, Identifiers, Scan
 
@@ -70,7 +71,8 @@ def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()
                                 source=source)
     dtype = hu_dtype(headers)
     decoder = SliceDecoder(dtype)
-    volume = np.empty((n, rows, cols), dtype=dtype)  # preallocated, filled slice by slice
+    # The output image is allocated once and filled slice by slice (no stacking, no copy).
+    image, volume = new_volume((n, rows, cols), dtype)
     for k, idx in enumerate(plan.order):
         decoder.to_hu(headers[idx], volume[k])
     scratch = np.empty((rows, cols), dtype=dtype)
@@ -85,8 +87,9 @@ def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()
         warns.append(f"{source}: {len(others)} identical duplicate slice(s) of "
                      f"{headers[kept].path} dropped")
     warns.extend(check_looks_like_hu(volume, source))
-    image = build_image(volume, plan)
-    del volume
+    result = build_image(volume, plan, image=image)
+    del volume  # the writable view must not outlive the image it points into
+    image = result
     for w in warns:
         logger.warning("%s", w)
     files = tuple(headers[i].path for i in plan.order)

@@ -245,7 +245,8 @@ def _resample_stack(volume: np.ndarray, plan: StackPlan) -> np.ndarray:
     return out
 
 
-def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0):
+def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0,
+                image=None):
     """Turn the sorted slice stack into a SimpleITK image on an orthogonal grid.
 
     Tilt is corrected first (each acquired slice shifted in its plane), then irregular
@@ -259,6 +260,9 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
     plan : StackPlan
     fill_hu : float
         Value of voxels outside the acquired field after tilt correction.
+    image : SimpleITK.Image, optional
+        The image whose buffer ``volume`` is (see :func:`lesionquant.io._pixels.new_volume`);
+        returned with its geometry set when no resampling is needed (no copy).
 
     Returns
     -------
@@ -281,7 +285,8 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
         if out_dtype.kind == "i":
             np.rint(data, out=data)
         data = data.astype(out_dtype, copy=False)
-    image = sitk.GetImageFromArray(data)
+    if image is None or data is not volume:
+        image = sitk.GetImageFromArray(data)
     r, c, n = plan.axes
     image.SetSpacing((float(dx), float(dy), float(dz)))
     origin = plan.origin_mm + origin_frame[0] * r + origin_frame[1] * c + origin_frame[2] * n

@@ -38,6 +38,7 @@ __all__ = [
     "check_declared_size",
     "check_looks_like_hu",
     "hu_dtype",
+    "new_volume",
     "replace_out_of_field",
 ]
 
@@ -51,6 +52,34 @@ MAX_PIXELS_PER_FRAME = 8192 * 8192
 """Refuse frames larger than this (Rows x Columns) before decoding."""
 MAX_VOLUME_VOXELS = 2**31
 """Refuse series whose assembled volume would exceed this many voxels (4 GiB as int16)."""
+
+
+def new_volume(shape_zyx: tuple[int, int, int], dtype: np.dtype):
+    """A SimpleITK image and a writable numpy view of its buffer, ``(z, y, x)``.
+
+    Slices are decoded straight into the image's own memory, so the assembled volume is never
+    copied (``sitk.GetImageFromArray`` would double the peak memory). SimpleITK only exposes a
+    read-only view; the writable view is made over the same address with ctypes. The view is
+    valid only while ``image`` is alive: callers keep both together and drop the view first.
+
+    Returns
+    -------
+    image : SimpleITK.Image
+    array : ndarray
+        Writable view of ``image``'s voxels.
+    """
+    import ctypes
+
+    import SimpleITK as sitk
+
+    pixel_id = {np.dtype(np.int16): sitk.sitkInt16, np.dtype(np.float32): sitk.sitkFloat32}
+    nz, ny, nx = (int(v) for v in shape_zyx)
+    image = sitk.Image(nx, ny, nz, pixel_id[np.dtype(dtype)])
+    view = sitk.GetArrayViewFromImage(image)
+    address = view.__array_interface__["data"][0]
+    raw = (ctypes.c_char * view.nbytes).from_address(address)
+    array = np.frombuffer(raw, dtype=dtype).reshape(view.shape)
+    return image, array
 
 
 def check_declared_size(h: SliceHeader) -> int:
