@@ -159,6 +159,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, page, "text/html; charset=utf-8")
             elif path.startswith("/static/") and path[8:] in _STATIC:
                 self._send(200, _static(path[8:]), _STATIC[path[8:]] + "; charset=utf-8")
+            elif path == "/favicon.ico":
+                self._send(204, b"", "image/x-icon")
             elif path == "/api/scans":
                 self._json(200, self.app.summary())
             else:

@@ -49,7 +49,7 @@
     box.appendChild(h);
     failed.forEach(function (row) {
       var p = document.createElement('p');
-      p.textContent = Object.values(row).join(' \u2013 ');
+      p.textContent = (row.scan_id || '') + ': ' + (row.reason || Object.values(row).join(' '));
       box.appendChild(p);
     });
   }
@@ -175,7 +175,8 @@
       S.detail = d;
       renderSide();
       var ok = !!d.volume;
-      $('stack').hidden = !ok; $('profile').hidden = !ok; $('fallback').hidden = ok;
+      $('stack').hidden = !ok; $('fallback').hidden = ok;
+      $('profile').hidden = !ok || d.volume.n_slices < 3;
       if (ok) {
         $('slice-count').textContent = String(d.volume.n_slices);
         layout();
