@@ -109,8 +109,10 @@ def _expand_one(path: Path, salt: str) -> list[Job]:
         choose_series(disc)  # raises the loader's own explanation
     jobs = []
     for s in candidates:
-        # Load from the series' own folder, so a worker does not walk the whole INPUT tree.
-        folder = os.path.commonpath([os.path.dirname(h.path) for h in s.headers])
+        # Load from the series' own folder, so a worker does not walk the whole INPUT tree
+        # (a single-file INPUT stays that file).
+        folder = str(path) if path.is_file() else os.path.commonpath(
+            [os.path.dirname(h.path) for h in s.headers])
         key = f"series:{s.key}"
         desc = f"{s.first.series_description or 'series'} ({s.n_positions} slices)"
         jobs.append(Job(folder, s.key, key, pseudonym("S", key, salt), desc))
