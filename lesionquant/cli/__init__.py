@@ -18,7 +18,7 @@ from lesionquant.errors import LesionQuantError
 __all__ = ["main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("series", "run", "endpoint", "review")
+_COMMANDS: tuple[str, ...] = ("series", "run", "endpoint", "review", "evaluate")
 
 logger = logging.getLogger("lesionquant")
 

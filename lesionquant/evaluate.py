@@ -1,0 +1,433 @@
+"""Accuracy evaluation of the measuring pipeline (regenerates ``docs/accuracy.md``).
+
+Five experiments, each a table (see ``docs/accuracy.md`` for their results):
+
+1. **Phantoms** (:func:`lesionquant.synth.make_phantom`): several seeds and burdens;
+   lesion/GGO/consolidation % error (percentage points) and Dice, lung volume error, the
+   fraction of true consolidation inside the lung mask.
+2. **Insertion into real chest CT** (:func:`lesionquant.synth.insert_lesions`) for every
+   real chest CT with lung in the data folder, host lungs from the CIP mask where there is
+   one, else from :func:`~lesionquant.segment.segment_lungs` on the host.
+3. **Real CT without COVID-19**: false lesion %, and lung Dice against the CIP whole-lung
+   mask of the COPD scan.
+4. **MedSeg 2D expert slices**: 8-bit lung-window JPEG mapped to HU with the window
+   assumption :data:`MEDSEG_WINDOW` and a pixel spacing of :data:`MEDSEG_SPACING_MM`;
+   lesion/GGO/consolidation Dice and the lesion-area error per slice.
+5. **Real COVID-19 slices without labels** (TCIA COVID-19-NY-SBU): lung and lesion % per
+   slice, and an overlay PNG per slice for visual review.
+
+Nothing here is imported by the pipeline; it reads files and writes the report, so it
+lives outside ``segment``/``measure``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from lesionquant.errors import InvalidInputError, LesionQuantError
+from lesionquant.scan import Scan
+from lesionquant.settings import Settings
+
+__all__ = [
+    "MEDSEG_SPACING_MM",
+    "MEDSEG_WINDOW",
+    "Table",
+    "dice",
+    "evaluate",
+    "medseg_image",
+    "write_report",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Lung window assumed for the MedSeg JPEGs: (width, level) HU. gray 0..255 maps linearly
+#: to [level - width/2, level + width/2]: HU = gray / 255 * 1500 - 1350.
+MEDSEG_WINDOW = (1500.0, -600.0)
+#: Pixel spacing assumed for the MedSeg slices (no spacing is stored), mm; slice 1 mm.
+MEDSEG_SPACING_MM = 0.7
+
+#: Real chest CTs with lung (host scans for insertion, false-positive controls).
+REAL_CHEST = (
+    "cip-copd-chest-ct-64/ct.nii.gz",
+    "totalseg-aorta-chest-ct/ct.nii.gz",
+    "cip-copd-chest-ct-crop-2slices/ct.nii.gz",
+    "lungmask-chest-ct-dicom-slice/0.dcm",
+    "tcia-covid19-ny-sbu-axial-slices/A048383_19001231-30.dcm",
+    "tcia-covid19-ny-sbu-axial-slices/A048383_19010410-30.dcm",
+)
+COPD_MASK = "cip-copd-chest-ct-64/lung_mask.nii.gz"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+@dataclass
+class Table:
+    """A titled table of rows (dicts with the same keys) plus a free-text note."""
+
+    title: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    def markdown(self) -> str:
+        """The table as GitHub markdown (floats with 3 significant decimals)."""
+        out = [f"### {self.title}", ""]
+        if self.note:
+            out += [self.note, ""]
+        if not self.rows:
+            return "\n".join([*out, "(no rows)", ""])
+        keys = list(self.rows[0])
+        out.append("| " + " | ".join(keys) + " |")
+        out.append("|" + "---|" * len(keys))
+        for row in self.rows:
+            out.append("| " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
+        return "\n".join([*out, ""])
+
+    def summary(self, keys: Iterable[str]) -> dict[str, float]:
+        """Mean and worst (max of abs errors, min of Dice) of numeric columns."""
+        out: dict[str, float] = {}
+        for k in keys:
+            vals = [float(r[k]) for r in self.rows if isinstance(r.get(k), (int, float))]
+            vals = [v for v in vals if np.isfinite(v)]
+            if not vals:
+                continue
+            out[f"{k}_mean"] = float(np.mean(vals))
+            out[f"{k}_worst"] = float(min(vals) if "dice" in k else max(np.abs(vals)))
+        return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if not np.isfinite(v) else f"{v:.3f}"
+    return str(v)
+
+
+# ------------------------------------------------------------------------ comparisons
+
+
+def _compare(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    """Errors (pp) and Dice of a predicted label map against a truth label map (0-4/5)."""
+    t_lung = (truth >= 1) & (truth <= 4)
+    p_lung = pred > 0
+    t_n, p_n = max(int(t_lung.sum()), 1), max(int(p_lung.sum()), 1)
+    row: dict[str, float] = {}
+    for name, tv, pv in (("lesion", (3, 4), (3, 4)), ("ggo", (3,), (3,)),
+                         ("consolidation", (4,), (4,))):
+        t = np.isin(truth, tv)
+        p = np.isin(pred, pv)
+        row[f"true_{name}_pct"] = 100.0 * int(t.sum()) / t_n
+        row[f"{name}_pct"] = 100.0 * int(p.sum()) / p_n
+        row[f"{name}_err_pp"] = row[f"{name}_pct"] - row[f"true_{name}_pct"]
+        row[f"{name}_dice"] = dice(t, p)
+    row["lung_ml_err_pct"] = 100.0 * (p_n - t_n) / t_n
+    row["lung_dice"] = dice(t_lung, p_lung)
+    t_cons = truth == 4
+    row["cons_in_lung"] = float((t_cons & p_lung).sum() / max(int(t_cons.sum()), 1))
+    return row
+
+
+def _arr(image: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(image)
+
+
+def _voxel_ml(image: sitk.Image) -> float:
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+# ------------------------------------------------------------------------ experiments
+
+
+def phantom_table(seeds: Iterable[int], burdens: Iterable[float],
+                  size_xyz: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                  settings: Settings) -> Table:
+    """Experiment 1: full chest phantoms with lesions, each seed and burden."""
+    from lesionquant.api import quantify
+    from lesionquant.synth import make_phantom
+
+    table = Table(f"Phantoms ({size_xyz[0]}x{size_xyz[1]}x{size_xyz[2]} at "
+                  f"{spacing_mm[0]}x{spacing_mm[1]}x{spacing_mm[2]} mm)")
+    for seed in seeds:
+        for burden in burdens:
+            ph = make_phantom(size_xyz=size_xyz, spacing_mm=spacing_mm, seed=seed,
+                              lesion_burden_pct=burden)
+            t0 = time.perf_counter()
+            res = quantify(ph.image, settings)
+            row: dict[str, Any] = {"seed": seed, "burden_pct": burden}
+            row.update(_compare(_arr(res.labelmap), _arr(ph.labels), _voxel_ml(ph.image)))
+            row["lung_ml_err_pct"] = 100.0 * (res["lung_ml"] - ph.lung_ml) / ph.lung_ml
+            row["time_s"] = time.perf_counter() - t0
+            table.rows.append(_select(row))
+            logger.info("phantom seed %d burden %g: %s", seed, burden, table.rows[-1])
+    return table
+
+
+def _select(row: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in row if not k.startswith("true_") or k == "true_lesion_pct"]
+    return {k: row[k] for k in keys}
+
+
+def _host_lungs(image: sitk.Image, mask_path: Path | None, settings: Settings) -> sitk.Image:
+    from lesionquant.segment import segment_lungs
+
+    if mask_path is None:
+        return segment_lungs(image, settings)
+    mask = sitk.ReadImage(str(mask_path))
+    # Split the CIP whole-lung mask into sides with our own lungs (nearest side).
+    ours = _arr(segment_lungs(image, settings))
+    m = _arr(mask) > 0
+    from scipy import ndimage
+
+    inds = ndimage.distance_transform_edt(ours == 0, return_distances=False,
+                                          return_indices=True)
+    side = np.where(m, ours[tuple(inds)], 0).astype(np.uint8)
+    out = sitk.GetImageFromArray(side)
+    out.CopyInformation(image)
+    return out
+
+
+def insertion_table(chest_dir: Path, seeds: Iterable[int], burdens: Iterable[float],
+                    settings: Settings) -> Table:
+    """Experiment 2: lesions inserted into every real chest CT with lung."""
+    from lesionquant.api import quantify
+    from lesionquant.io import load_scan
+    from lesionquant.synth import insert_lesions
+
+    table = Table("Lesions inserted into real chest CT",
+                  note="Truth % is of the host lung mask; host lungs from the CIP mask "
+                       "(COPD) or from segment_lungs on the host.")
+    for rel in REAL_CHEST[:4]:
+        path = chest_dir / rel
+        scan = load_scan(path)
+        mask = chest_dir / COPD_MASK if rel.startswith("cip-copd-chest-ct-64") else None
+        lungs = _host_lungs(scan.image, mask, settings)
+        for seed in seeds:
+            for burden in burdens:
+                ins = insert_lesions(scan.image, lungs, seed=seed, target_lesion_pct=burden)
+                res = quantify(Scan(image=ins.image, source=str(path)), settings)
+                row: dict[str, Any] = {"host": rel.split("/")[0], "seed": seed,
+                                       "burden_pct": burden}
+                row.update(_compare(_arr(res.labelmap), _arr(ins.labels),
+                                    _voxel_ml(ins.image)))
+                table.rows.append(_select(row))
+                logger.info("insert %s seed %d burden %g: %s", rel, seed, burden,
+                            table.rows[-1])
+    return table
+
+
+def normal_table(chest_dir: Path, settings: Settings) -> Table:
+    """Experiment 3: false lesion % on real CT without COVID-19; lung Dice on COPD."""
+    from lesionquant.api import quantify
+
+    table = Table("Real chest CT without COVID-19 (false lesions)")
+    for rel in REAL_CHEST:
+        res = quantify(chest_dir / rel, settings)
+        row: dict[str, Any] = {
+            "scan": rel.replace("tcia-covid19-ny-sbu-axial-slices/", "tcia/"),
+            "lung_ml": res["lung_ml"], "false_lesion_pct": res["lesion_pct"],
+            "false_ggo_pct": res["ggo_pct"],
+            "false_consolidation_pct": res["consolidation_pct"],
+            "laa950_pct": res["lung_laa950_pct"], "lung_dice_cip": float("nan"),
+        }
+        if rel.startswith("cip-copd-chest-ct-64"):
+            truth = _arr(sitk.ReadImage(str(chest_dir / COPD_MASK))) > 0
+            row["lung_dice_cip"] = dice(truth, _arr(res.labelmap) > 0)
+            row["lung_ml_cip"] = float(truth.sum()) * _voxel_ml(res.scan.image)
+        else:
+            row["lung_ml_cip"] = float("nan")
+        table.rows.append(row)
+    return table
+
+
+def medseg_image(jpeg: Path) -> sitk.Image:
+    """A MedSeg 8-bit JPEG slice as a one-slice HU image (:data:`MEDSEG_WINDOW`)."""
+    from PIL import Image
+
+    try:
+        with Image.open(jpeg) as im:
+            gray = np.asarray(im.convert("L"), dtype=np.float32)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read JPEG ({exc})", source=jpeg) from exc
+    width, level = MEDSEG_WINDOW
+    hu = gray / 255.0 * width + (level - width / 2.0)
+    img = sitk.GetImageFromArray(hu[None].astype(np.float32))
+    img.SetSpacing((MEDSEG_SPACING_MM, MEDSEG_SPACING_MM, 1.0))
+    return img
+
+
+def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
+    """Experiment 4: the MedSeg 2D expert slices."""
+    from PIL import Image
+
+    from lesionquant.api import quantify
+
+    table = Table(
+        "MedSeg 2D expert slices (JPEG lung window, HU = gray/255*1500 - 1350, "
+        f"{MEDSEG_SPACING_MM} mm pixels assumed)",
+        note="Lesion area error is (predicted - expert) lesion pixels / expert lesion "
+             "pixels, %. 'no lung' = the slice is cropped so tightly that no lung was "
+             "found (counted as all-zero prediction).")
+    for jpeg in sorted((medseg_dir / "images").glob("*.jpg")):
+        with Image.open(medseg_dir / "masks" / f"{jpeg.stem}.png") as im:
+            truth = np.asarray(im)
+        try:
+            res = quantify(medseg_image(jpeg), settings)
+            pred = _arr(res.labelmap)[0]
+            status = "ok"
+        except LesionQuantError as exc:
+            pred = np.zeros(truth.shape, np.uint8)
+            status = "no lung" if "lung" in str(exc) else "error"
+        t_les, p_les = truth > 0, pred >= 3
+        table.rows.append({
+            "slice": jpeg.stem, "status": status,
+            "lesion_dice": dice(t_les, p_les), "ggo_dice": dice(truth == 1, pred == 3),
+            "consolidation_dice": dice(truth == 2, pred == 4),
+            "lesion_area_err_pct": 100.0 * (int(p_les.sum()) - int(t_les.sum()))
+            / max(int(t_les.sum()), 1),
+        })
+    return table
+
+
+def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> Table:
+    """Experiment 5: real COVID-19 slices (no labels): numbers and overlay PNGs."""
+    from lesionquant.api import quantify
+
+    table = Table("Real COVID-19 CT slices (TCIA COVID-19-NY-SBU, no labels)",
+                  note="A048383 is the near-normal control. Overlays: "
+                       "docs/figures/pipeline_tcia_*.png")
+    for dcm in sorted(tcia_dir.glob("*.dcm")):
+        res = quantify(dcm, settings)
+        table.rows.append({"slice": dcm.stem, "lung_ml": res["lung_ml"],
+                           "lesion_pct": res["lesion_pct"], "ggo_pct": res["ggo_pct"],
+                           "consolidation_pct": res["consolidation_pct"]})
+        if figures_dir is not None:
+            save_overlay(res, figures_dir / f"pipeline_tcia_{dcm.stem}.png",
+                         title=f"{dcm.stem}: lesion {res['lesion_pct']:.1f} % "
+                               f"(GGO {res['ggo_pct']:.1f}, cons. "
+                               f"{res['consolidation_pct']:.1f})")
+    return table
+
+
+def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
+    """Write a lung-window (W1500/L-600) PNG of the middle lung slice with the lung
+    contour (cyan), GGO (yellow) and consolidation (magenta) fills, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lesionquant.segment._grid import to_lps
+
+    hu = _arr(to_lps(result.scan.image)[0])
+    lab = _arr(to_lps(result.labelmap)[0])
+    z = int(np.argmax((lab > 0).sum(axis=(1, 2))))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    for ax, show in zip(axes, (False, True), strict=True):
+        ax.imshow(hu[z], cmap="gray", vmin=-1350, vmax=150, interpolation="nearest")
+        if show:
+            rgba = np.zeros((*lab[z].shape, 4))
+            rgba[lab[z] == 3] = (1.0, 0.9, 0.0, 0.45)
+            rgba[lab[z] == 4] = (1.0, 0.0, 1.0, 0.55)
+            ax.imshow(rgba, interpolation="nearest")
+            if (lab[z] > 0).any():
+                ax.contour(lab[z] > 0, [0.5], colors="c", linewidths=0.7)
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=80)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# ------------------------------------------------------------------------ driver
+
+
+def evaluate(
+    data_root: Path,
+    *,
+    settings: Settings | None = None,
+    figures_dir: Path | None = None,
+    phantom_seeds: Iterable[int] = (0, 1, 2),
+    phantom_burdens: Iterable[float] = (2.0, 10.0, 30.0),
+    phantom_size_xyz: tuple[int, int, int] = (512, 512, 300),
+    phantom_spacing_mm: tuple[float, float, float] = (0.7, 0.7, 1.0),
+    insert_seeds: Iterable[int] = (0, 1),
+    insert_burdens: Iterable[float] = (5.0, 20.0),
+    progress: Callable[[str], None] | None = None,
+) -> list[Table]:
+    """Run every experiment and return its tables.
+
+    Parameters
+    ----------
+    data_root : Path
+        The shared data folder (holding ``chest/``).
+    settings : Settings, optional
+        Pipeline settings under test.
+    figures_dir : Path, optional
+        Where the TCIA overlay PNGs go; ``None`` writes none.
+    phantom_seeds, phantom_burdens, phantom_size_xyz, phantom_spacing_mm
+        The phantom grid (burdens in % of lung).
+    insert_seeds, insert_burdens
+        Insertion seeds and burdens (% of lung).
+    progress : callable, optional
+        Called with the name of each experiment as it starts.
+    """
+    s = settings or Settings()
+    chest = Path(data_root) / "chest"
+    if not chest.is_dir():
+        raise InvalidInputError("no chest/ folder in the data root", source=data_root)
+    say = progress or (lambda msg: logger.info("%s", msg))
+    tables = []
+    say("phantoms")
+    tables.append(phantom_table(phantom_seeds, phantom_burdens, phantom_size_xyz,
+                                phantom_spacing_mm, s))
+    say("insertion into real CT")
+    tables.append(insertion_table(chest, insert_seeds, insert_burdens, s))
+    say("real CT without COVID-19")
+    tables.append(normal_table(chest, s))
+    say("MedSeg 2D")
+    tables.append(medseg_table(chest / "medseg-covid-2d-ggo-consolidation", s))
+    say("TCIA COVID-19 slices")
+    tables.append(tcia_table(chest / "tcia-covid19-ny-sbu-axial-slices", figures_dir, s))
+    return tables
+
+
+def write_report(tables: list[Table], path: Path, *, command: str, header: str = "") -> Path:
+    """Write the tables (with summaries) as markdown to ``path`` atomically."""
+    parts = [header or "# Accuracy of the classical pipeline", "",
+             f"Regenerate with: `{command}`", ""]
+    for t in tables:
+        parts.append(t.markdown())
+        keys = [k for k in (t.rows[0] if t.rows else {})
+                if k.endswith(("_err_pp", "_dice", "err_pct")) or k.startswith("false_")]
+        summ = t.summary(keys)
+        if summ:
+            parts.append("Summary: " + ", ".join(f"{k} {v:.3f}" for k, v in summ.items()))
+            parts.append("")
+    text = "\n".join(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
