@@ -127,7 +127,6 @@ def make_lesions(
         return LesionModel(classes, fill, bronch, 0)
 
     voxel_mm3 = float(np.prod(spacing))
-    lung_mm3 = n_lung * voxel_mm3
     target_mm3 = n_target * voxel_mm3
 
     # --- where lesions start: subpleural, dorsal, basal -----------------------------------
@@ -142,18 +141,22 @@ def make_lesions(
     weight = np.exp(-dist_mm.ravel()[idx] / 15.0) * (1.0 + 2.0 * post_n) * (1.6 - sup_n)
     weight /= weight.sum()
 
-    # --- sizes: log-uniform, the whole set about 2.5x the target volume ----------------------
-    lung_radius = (3.0 * lung_mm3 / (4.0 * np.pi)) ** (1 / 3)
-    r_max = max_radius_mm or float(np.clip(0.25 * lung_radius * (1 + 4 * target_lesion_pct / 100),
-                                           6.0, 0.6 * lung_radius))
+    # --- sizes: biased to large (patchy, confluent), the set ~2.5x the target volume -----------
+    # lesion scale from the lung's extent (a thin slab keeps in-plane sizes realistic)
+    extent_mm = (np.ptp(zyx, axis=0) + 1.0) * spacing
+    span = float(np.sort(extent_mm)[-2])  # second largest extent (width of one lung-ish)
+    r_max = max_radius_mm or float(np.clip(0.10 * span * (1 + 3 * target_lesion_pct / 100),
+                                           8.0, 0.35 * span))
     r_min = max(2.5, 1.5 * float(spacing[1:].min()))
     r_max = max(r_max, 1.5 * r_min)
+    half = extent_mm / 2.0
     radii: list[float] = []
     total = 0.0
     while total < 2.5 * target_mm3 and len(radii) < 400:
-        r = float(np.exp(rng.uniform(np.log(r_min), np.log(r_max))))
+        u = rng.uniform() ** 0.6
+        r = float(r_min * (r_max / r_min) ** u)
         radii.append(r)
-        total += 4.0 / 3.0 * np.pi * r**3
+        total += 4.0 / 3.0 * np.pi * float(np.prod(np.minimum(r, half)))
     centres = zyx[rng.choice(idx.size, size=len(radii), p=weight)]
 
     # --- rasterise the blobs (each only in its bounding box) ----------------------------------
@@ -162,7 +165,7 @@ def make_lesions(
     owner_c = np.zeros(shape, np.float32)
     propensity = np.clip(rng.beta(1.2, 1.5, size=len(radii)), 0, 1)
     for r, c, prop in zip(radii, centres, propensity, strict=False):
-        sig_mm = r / 1.5 * rng.uniform(0.6, 1.0, size=3)  # anisotropic, elongated
+        sig_mm = r / 1.5 * rng.uniform(0.35, 1.0, size=3)  # anisotropic, elongated
         rot = _random_rotation(rng)
         half = np.ceil(3.0 * sig_mm.max() / spacing).astype(int)
         lo = np.maximum(c.astype(int) - half, 0)
@@ -183,9 +186,10 @@ def make_lesions(
         owner_c[box] = np.where(better, prop, owner_c[box])
         cfield[box] = np.maximum(cfield[box], (prop * g).astype(np.float32))
 
-    # roughen the boundary: log-normal modulation by a smooth field (scale ~ 6 mm)
-    rough = smooth_field(shape, rng, tuple(6.0 / spacing))
-    field *= np.exp(0.35 * rough)
+    # roughen the boundary: log-normal modulation by smooth fields at 5 and 15 mm
+    rough = smooth_field(shape, rng, tuple(5.0 / spacing))
+    rough_coarse = smooth_field(shape, rng, tuple(15.0 / spacing))
+    field *= np.exp(0.35 * rough + 0.45 * rough_coarse)
 
     # exact burden: threshold at the quantile of the lung voxels
     values = field.ravel()[idx]
@@ -199,7 +203,11 @@ def make_lesions(
     classes.ravel()[lesion_idx] = 1
     if n_cons > 0:
         cons_score = (cfield if consolidation_in_ggo else owner_c).ravel()[lesion_idx]
-        cons_score = cons_score * np.exp(0.2 * rough.ravel()[lesion_idx])
+        # irregular, dependent consolidation: its own roughness and a posterior bias
+        patchy = smooth_field(shape, rng, tuple(8.0 / spacing)).ravel()[lesion_idx]
+        post_all = np.zeros(shape, np.float32)
+        post_all.ravel()[idx] = post_n
+        cons_score = cons_score * np.exp(0.6 * patchy) * (1.0 + post_all.ravel()[lesion_idx])
         corder = np.argsort(cons_score, kind="stable")
         classes.ravel()[lesion_idx[corder[-n_cons:]]] = 2
 
