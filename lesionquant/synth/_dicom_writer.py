@@ -217,11 +217,15 @@ def write_dicom_series(
 
 
 def _ds(value: float) -> str:
-    """A DICOM decimal string (at most 16 characters)."""
-    text = f"{float(value):.6g}"
-    if len(text) > 16:
-        text = f"{float(value):.8e}"[:16]
-    return text
+    """A DICOM decimal string: the most precise form that fits in 16 characters."""
+    v = float(value)
+    if abs(v) < 1e-9:
+        return "0"
+    for digits in range(14, 4, -1):
+        text = f"{v:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    return f"{v:.6g}"
 
 
 def _tilted_slices(arr: np.ndarray, image: sitk.Image, tilt_deg: float):
