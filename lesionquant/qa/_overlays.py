@@ -294,19 +294,20 @@ def _draw_reformats(canvas: _Canvas, vol: DisplayVolume, lung: np.ndarray,
 
 def _lung_centre_x(labels: np.ndarray, value: int, lung_x: np.ndarray, *, first_half: bool
                    ) -> int:
-    """Column through the centre of one lung (label ``value``), or of that half of the lungs."""
-    xs = np.flatnonzero((labels == value).any(axis=(0, 1)))
-    if xs.size == 0:
+    """Column through the centre of one lung (label ``value``), or of that half of the lungs.
+
+    Counted on every 2nd row and slice: a centre needs no more, and a 512 x 512 x 300 scan
+    is read 4x faster.
+    """
+    per_x = np.count_nonzero(labels[::2, ::2, :] == value, axis=(0, 1)).astype(float)
+    if per_x.sum() == 0:
         xs = np.flatnonzero(lung_x)
         if xs.size == 0:
             xs = np.arange(labels.shape[2])
         mid = (xs[0] + xs[-1]) / 2
         xs = xs[xs <= mid] if first_half else xs[xs >= mid]
-    # Mean over the columns the lung spans, weighted by how much lung each holds.
-    weights = (labels[:, :, xs] == value).sum(axis=(0, 1)).astype(float)
-    if weights.sum() == 0:
         return int(np.rint(xs.mean()))
-    return int(np.rint((xs * weights).sum() / weights.sum()))
+    return int(np.rint((np.arange(per_x.size) * per_x).sum() / per_x.sum()))
 
 
 def _draw_header_footer(canvas: _Canvas, scan_id: str, numbers: Mapping[str, Any],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionquant._version import __version__
-from lesionquant.qa._display import COLOURS, LUNG_WINDOW
+from lesionquant.qa._display import COLOURS, LUNG_WINDOW, check_renderable
 from lesionquant.qa._files import write_text_atomic
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._verdicts import Verdict, load_verdicts
@@ -52,6 +52,10 @@ th.sort:after { content: " \\2195"; color: #999; }
 .key div { background: #f0f0f3; border-radius: 6px; padding: 8px 14px; min-width: 120px; }
 .key b { display: block; font-size: 22px; }
 .warn { color: #8a4b00; }
+.grid { column-width: 300px; column-gap: 28px; }
+.grid .kv { display: flex; justify-content: space-between; gap: 10px; break-inside: avoid;
+            border-bottom: 1px solid #e3e3e6; padding: 2px 0; }
+.grid .kv b { font-weight: 500; font-variant-numeric: tabular-nums; }
 .montage { max-width: 100%; height: auto; background: #000; border-radius: 4px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px;
          font-weight: 600; }
@@ -113,11 +117,11 @@ def _as_dict(obj: Any) -> Any:
     """Provenance objects as plain JSON-like data (dicts, lists, scalars)."""
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _as_dict(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
                 if f.repr}
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _as_dict(obj.to_dict())
     if isinstance(obj, Mapping):
         return {str(k): _as_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -149,6 +153,14 @@ def _kv_table(data: Mapping[str, Any]) -> str:
             value, bool) else ""
         rows.append(f"<tr><th>{e(str(key))}</th><td{cls}>{cell}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
+
+
+def _kv_grid(data: Mapping[str, Any]) -> str:
+    """Flat key/value pairs in newspaper columns (a long list of numbers stays short)."""
+    items = "".join(
+        f"<div class=\"kv\"><span>{e(str(k))}</span><b>{e(_fmt_value(v))}</b></div>"
+        for k, v in data.items())
+    return f"<div class=\"grid\">{items}</div>"
 
 
 def _key_boxes(numbers: Mapping[str, Any]) -> str:
@@ -218,7 +230,7 @@ def render_report_html(
         ("<ul>" + "".join(f"<li class=\"warn\">{e(w)}</li>" for w in warnings) + "</ul>"
          if warnings else "<p>None.</p>"),
         "</section>",
-        f"<section><h2>All results</h2>{_kv_table(flat)}</section>",
+        f"<section><h2>All results</h2>{_kv_grid(flat)}</section>",
     ]
     if acquisition is not None:
         parts.append(f"<section><h2>Acquisition</h2>{_kv_table(_as_dict(acquisition))}"
@@ -228,6 +240,42 @@ def render_report_html(
                      "</section>")
     parts.append("<p><a href=\"../index.html\">&larr; batch index</a></p>")
     return _page(f"lesionquant QA · {scan_id}", f"lesionquant {__version__}", "".join(parts))
+
+
+def _identifying_texts(scan: Any) -> list[tuple[str, str]]:
+    """(text, placeholder) pairs that must not reach a report: input paths (they may name
+    the patient) and the patient's name, ID and accession number; longest first."""
+    pairs = []
+    source = str(getattr(scan, "source", "") or "")
+    if source and not source.startswith("<"):
+        for text in {source, str(Path(source).resolve()), str(Path(source).parent)}:
+            if len(text) > 1:
+                pairs.append((text, "<input>"))
+    ident = getattr(scan, "identifiers", None)
+    for name, placeholder in (("patient_name", "<patient name>"), ("patient_id", "<patient id>"),
+                              ("accession", "<accession>")):
+        text = str(getattr(ident, name, "") or "")
+        if len(text) >= 3:
+            pairs.append((text, placeholder))
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+
+def _scrub(value: Any, scan: Any) -> Any:
+    """``value`` (str, list or dict, nested) with identifying texts replaced."""
+    pairs = _identifying_texts(scan)
+
+    def go(v: Any) -> Any:
+        if isinstance(v, str):
+            for text, placeholder in pairs:
+                v = v.replace(text, placeholder)
+            return v
+        if isinstance(v, Mapping):
+            return {k: go(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [go(x) for x in v]
+        return v
+
+    return go(value)
 
 
 def write_scan_qa(result: Any, folder: str | os.PathLike[str], *, scan_id: str | None = None
@@ -260,17 +308,21 @@ def write_scan_qa(result: Any, folder: str | os.PathLike[str], *, scan_id: str |
 
     folder = Path(folder)
     scan_id = scan_id or folder.name
-    numbers = result.to_dict()
     scan = result.scan
-    provenance = getattr(result, "provenance", None)
-    method = _as_dict(provenance).get("method", "") if provenance is not None else ""
+    check_renderable(scan.acquisition, scan_id)
+    measurements = getattr(result, "measurements", None)
+    numbers = dict(measurements) if measurements is not None else result.to_dict()
+    provenance = _scrub(_as_dict(getattr(result, "provenance", None)) or {}, scan)
+    method = provenance.get("method", "")
     montage = render_montage(
         scan.image, result.labelmap, scan_id=scan_id, numbers=numbers,
         acquisition=scan.acquisition,
         note=f"lesionquant {__version__}" + (f", method {method}" if method else ""),
     )
-    warnings = list(dict.fromkeys([*scan.warnings,
-                                   *(_as_dict(provenance) or {}).get("warnings", [])]))
+    prov_warnings = provenance.get("warnings", [])
+    if isinstance(prov_warnings, str):
+        prov_warnings = [w for w in prov_warnings.split(" | ") if w]
+    warnings = list(dict.fromkeys(_scrub([*scan.warnings, *prov_warnings], scan)))
     png_path = montage.save(folder / OVERLAY_FILE)
     html_text = render_report_html(scan_id, numbers, montage_png=montage.png,
                                    warnings=warnings, provenance=provenance,

@@ -67,13 +67,22 @@ def test_write_scan_qa_refuses_derived_images(result, tmp_path):
     assert list(tmp_path.iterdir()) == [], "nothing rendered, nothing written"
 
 
-def test_report_escapes_text(result, tmp_path):
+def test_report_escapes_text_and_hides_identifiers(result, tmp_path):
+    from lesionquant.scan import Identifiers
+
+    source = str(Path(result.scan.source).resolve())
     evil = dataclasses.replace(result, scan=dataclasses.replace(
-        result.scan, warnings=("<script>alert(1)</script> tilt corrected",)))
+        result.scan,
+        identifiers=Identifiers(patient_name="DOE^JANE", patient_id="PID-998877"),
+        warnings=("<script>alert(1)</script> tilt corrected",
+                  f"{source}: 12 slices of DOE^JANE (PID-998877) resampled")))
     _, page = write_scan_qa(evil, tmp_path, scan_id="S-x")
     text = page.read_text(encoding="utf-8")
     assert "<script>alert(1)" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; tilt corrected" in text
+    assert "&lt;input&gt;: 12 slices of &lt;patient name&gt; (&lt;patient id&gt;) resampled" in text
+    for secret in (source, "DOE^JANE", "PID-998877", Path(source).parent.name):
+        assert secret not in text
 
 
 def test_index_lists_scans_failures_and_verdicts(batch_out):
