@@ -12,7 +12,8 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
    growth leaks (>250 mL) a stricter threshold is tried. The airway, dilated by one block
    within the air, is removed.
 3. **Components.** The remaining air splits into 3D components. Gas (mean below
-   ``gas_mean_hu``: outside air, trachea above the carina, stomach and bowel gas), air
+   ``gas_mean_hu``, or mostly blocks below it: outside air, trachea above the carina,
+   stomach and bowel gas mixed with their contents), air
    outside the filled body (table, padding; skipped for FOV-cropped scans) and small
    components (<5 % of the largest) are dropped. Lung parenchyma has a mean near -850 HU
    even with emphysema, pure gas is near -1000 HU.
@@ -108,9 +109,29 @@ def segment_lungs(image: sitk.Image, settings: Settings | None = None) -> sitk.I
             f"min_lung_area_cm2={s.min_lung_area_cm2:g}: the scan does not cover the lungs",
             source="segment_lungs",
         )
+    _check_coverage(labels, spacing)
     out = sitk.GetImageFromArray(labels)
     out.CopyInformation(oriented)
     return from_lps(out, code, image)
+
+
+#: A scan whose lung is smaller than this and spans less than :data:`_MIN_Z_COVERAGE` of
+#: the scanned length covers only lung bases (an abdominal scan), mL.
+_SMALL_LUNG_ML = 1000.0
+_MIN_Z_COVERAGE = 0.25
+
+
+def _check_coverage(labels: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    """NoLungError for abdominal scans that only graze the lung bases."""
+    zs = np.flatnonzero(labels.any(axis=(1, 2)))
+    volume_ml = np.count_nonzero(labels) * float(np.prod(spacing)) / 1000.0
+    coverage = (zs[-1] - zs[0] + 1) / labels.shape[0]
+    if volume_ml < _SMALL_LUNG_ML and coverage < _MIN_Z_COVERAGE:
+        raise NoLungError(
+            f"only {volume_ml:.0f} mL of lung in {100 * coverage:.0f} % of the scanned length "
+            "(lung bases of an abdominal scan?): the scan does not cover the lungs",
+            source="segment_lungs",
+        )
 
 
 def _check_image(image: sitk.Image) -> None:
@@ -151,11 +172,23 @@ def _lungs_lowres(
     count = np.bincount(idx, minlength=n + 1).astype(np.float64)
     mean = np.bincount(idx, weights=low.ravel(), minlength=n + 1) / np.maximum(count, 1)
     in_body = np.bincount(idx, weights=inside.ravel(), minlength=n + 1) / np.maximum(count, 1)
-    keep = (mean >= s.gas_mean_hu) & (in_body >= 0.5)
+    gas_frac = np.bincount(idx, weights=(low < s.gas_mean_hu).ravel(), minlength=n + 1)
+    gas_frac /= np.maximum(count, 1)
+    # Mostly pure gas (bowel gas with stool, stomach): lung parenchyma, even emphysematous,
+    # has most of its blocks above the gas threshold.
+    keep = (mean >= s.gas_mean_hu) & (gas_frac <= 0.5) & (in_body >= 0.5)
     keep[0] = False
     if keep.any():
         biggest = count[keep].max()
         keep &= count >= max(0.05 * biggest, 0.2 / voxel_ml)
+        # Far from the lung volume (entirely above or below the largest component, e.g.
+        # pelvic or bowel gas below the diaphragm): not lung.
+        objs = ndimage.find_objects(lab)
+        main = objs[int(np.argmax(np.where(keep, count, 0))) - 1][0]
+        for i in np.flatnonzero(keep):
+            zsl = objs[i - 1][0]
+            if zsl.stop <= main.start or zsl.start >= main.stop:
+                keep[i] = False
     lung = keep[lab]
     excluded = (air & ~lung) | outside | airway | free_gas
     logger.debug(
