@@ -100,6 +100,8 @@ def check_declared_size(h: SliceHeader) -> int:
         uncompressed pixel data shorter than declared (truncated file).
     UnsupportedDicomError
         Colour images or bit depths other than 8/16/32 bits.
+    NotCTError
+        RescaleSlope not in (0, 1000] or RescaleIntercept beyond +-100000.
     """
     if not h.rows or not h.columns or h.rows < 1 or h.columns < 1:
         raise DicomDecodeError("missing or invalid Rows/Columns", source=h.path)
@@ -118,6 +120,11 @@ def check_declared_size(h: SliceHeader) -> int:
     if not 1 <= bits_stored <= h.bits_allocated:
         raise DicomDecodeError(f"invalid BitsStored {h.bits_stored} for BitsAllocated "
                                f"{h.bits_allocated}", source=h.path)
+    slope, icpt = h.rescale_slope, h.rescale_intercept
+    if slope is not None and not 0.0 < slope <= 1e3:
+        raise NotCTError(f"RescaleSlope {slope:g} is not plausible for CT", source=h.path)
+    if icpt is not None and not -1e5 <= icpt <= 1e5:
+        raise NotCTError(f"RescaleIntercept {icpt:g} is not plausible for CT", source=h.path)
     declared = h.rows * h.columns * h.frames * (h.bits_allocated // 8)
     if h.rows * h.columns * h.frames > MAX_VOLUME_VOXELS:
         raise DicomDecodeError(f"declared {h.frames} frames of {h.columns} x {h.rows} exceed "
@@ -319,7 +326,7 @@ def check_looks_like_hu(hu: np.ndarray, source: str) -> list[str]:
     # A strided sample of at most ~1M voxels bounds time and memory on large volumes (the
     # statistics are robust); integer data use a histogram instead of sorting.
     flat = hu.reshape(-1)
-    sample = flat[:: max(1, flat.size // 1_000_000)]
+    sample = flat[:: max(1, flat.size // 500_000)]
     if sample.dtype.kind == "f" and not np.all(np.isfinite(sample)):
         raise NotCTError("image holds NaN or infinite values; not calibrated CT", source=source)
     p1, p50, p99 = _percentiles(sample, (1, 50, 99))
@@ -342,10 +349,10 @@ def check_looks_like_hu(hu: np.ndarray, source: str) -> list[str]:
 
 def _percentiles(sample: np.ndarray, q: tuple[float, ...]) -> list[float]:
     """Percentiles (nearest rank for integers, via a histogram: no sort, no float copy)."""
-    if sample.dtype.kind == "f":
+    lo, hi = (int(v) for v in (sample.min(), sample.max())) if sample.dtype.kind != "f" else (0, 0)
+    if sample.dtype.kind == "f" or hi - lo > 1 << 17:  # wide range: a histogram would be huge
         return [float(v) for v in np.percentile(sample, q)]
-    lo = int(sample.min())
-    counts = np.bincount(sample.astype(np.int64) - lo)  # int64: no int16 overflow
+    counts = np.bincount(sample.astype(np.int64) - lo)
     cdf = np.cumsum(counts)
     ranks = [min(sample.size - 1, round(v / 100.0 * (sample.size - 1))) for v in q]
     return [float(lo + int(np.searchsorted(cdf, r + 1))) for r in ranks]
