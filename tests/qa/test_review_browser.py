@@ -82,6 +82,10 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
         _wait(page, "() => document.getElementById('ct').naturalWidth === 64")
         assert page.get_attribute("#overlay", "src").endswith(f"/overlay/{k0 - 1}.png")
 
+        box = page.locator("#stack").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_selector("#probe:has-text('HU')")
+
         page.keyboard.press("2")
         assert page.get_attribute("#ct", "src").endswith("?w=mediastinum")
         assert "mediastinum" in page.inner_text("#window-label")

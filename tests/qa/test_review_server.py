@@ -105,6 +105,14 @@ def test_scans_detail_and_slices(server, batch_out, batch_inputs):
             assert over[r * scale + scale // 2, c * scale + scale // 2].tolist() == want
     assert over[2, 2, 3] == 0, "outside the lungs the overlay is transparent"
 
+    rows, cols = np.nonzero(lab[k] == 3) if (lab[k] == 3).any() else np.nonzero(lab[k] == 4)
+    r, c = int(rows[0]), int(cols[0])
+    probe = json.loads(_get(f"{base}api/scans/{scan_id}/hu/{k}?r={r}&c={c}")[1])
+    assert probe["hu"] == float(ct[k, r, c])
+    assert probe["label"] == lab[k, r, c]
+    assert probe["label_name"] in ("GGO", "consolidation")
+    assert _get(f"{base}api/scans/{scan_id}/hu/{k}?r=999&c=0")[0] == 404
+
 
 def test_errors_and_safety(server, batch_out):
     base = server.url

@@ -13,6 +13,7 @@ Routes (``<id>`` is a scan folder name in ``OUT``)::
     GET  /api/scans/<id>/ct/<k>.png?w=lung  axial slice k (array index, z increasing
                                             superior), window lung | mediastinum
     GET  /api/scans/<id>/overlay/<k>.png    lesion fills + lung contour (RGBA)
+    GET  /api/scans/<id>/hu/<k>?r=R&c=C     HU and label at row R, column C of slice k
     GET  /api/scans/<id>/montage.png        the QA montage (overlay.png)
     POST /api/scans/<id>/verdict            {"verdict", "comment", "reader"}
 """
@@ -44,7 +45,9 @@ __all__ = ["ReviewServer", "refresh_tables", "serve_review"]
 HOST = "127.0.0.1"
 _STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 _ROUTE = re.compile(r"^/api/scans/(?P<id>[^/]+)(?:/(?P<what>ct|overlay)/(?P<k>\d+)\.png"
-                    r"|/(?P<leaf>montage\.png|verdict))?$")
+                    r"|/(?P<probe>hu)/(?P<pk>\d+)|/(?P<leaf>montage\.png|verdict))?$")
+_LABEL_NAMES = {0: "", 1: "right lung", 2: "left lung", 3: "GGO", 4: "consolidation",
+                5: "airway"}
 _MAX_BODY = 64 * 1024
 
 
@@ -181,13 +184,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._send(200, png.read_bytes(), "image/png")
             return
-        if m.group("what") is None:
+        if m.group("what") is None and m.group("probe") is None:
             self._json(200, self.app.detail(entry))
             return
         try:
             view = self.app.cache.get(entry)
         except LesionQuantError as exc:
             self._error(409, str(exc))
+            return
+        if m.group("probe"):
+            self._probe(view, int(m.group("pk")), query)
             return
         k = int(m.group("k"))
         if not 0 <= k < view.n_slices:
@@ -201,6 +207,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, view.ct_png(k, window), "image/png", cache=True)
         else:
             self._send(200, view.overlay_png(k), "image/png", cache=True)
+
+    def _probe(self, view: Any, k: int, query: dict[str, list[str]]) -> None:
+        """HU and label under the reader's mouse pointer."""
+        try:
+            r, c = int(query["r"][0]), int(query["c"][0])
+        except (KeyError, ValueError):
+            self._error(400, "r and c (row, column) are required")
+            return
+        nz, ny, nx = view.vol.hu.shape
+        if not (0 <= k < nz and 0 <= r < ny and 0 <= c < nx):
+            self._error(404, "outside the volume")
+            return
+        label = int(view.vol.labels[k, r, c])
+        self._json(200, {"hu": float(view.vol.hu[k, r, c]), "label": label,
+                         "label_name": _LABEL_NAMES.get(label, str(label))})
 
     do_HEAD = do_GET
 

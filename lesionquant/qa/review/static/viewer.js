@@ -251,6 +251,28 @@
   $('stack').addEventListener('wheel', function (e) {
     e.preventDefault(); showSlice(S.k + (e.deltaY > 0 ? -1 : 1));
   }, { passive: false });
+  // HU and label under the pointer (at most one request in flight; the latest wins).
+  var probeBusy = false, probeNext = null;
+  function runProbe(url) {
+    probeBusy = true;
+    api(url).then(function (d) {
+      $('probe').textContent = Math.round(d.hu) + ' HU' + (d.label_name ? ' \u00b7 ' + d.label_name : '');
+    }).catch(function () { /* outside the image */ }).then(function () {
+      probeBusy = false;
+      if (probeNext) { var u = probeNext; probeNext = null; runProbe(u); }
+    });
+  }
+  function probe(ev) {
+    var vol = S.detail && S.detail.volume; if (!vol) return;
+    var box = $('stack').getBoundingClientRect();
+    var c = Math.floor((ev.clientX - box.left) / box.width * vol.cols);
+    var r = Math.floor((ev.clientY - box.top) / box.height * vol.rows);
+    if (r < 0 || c < 0 || r >= vol.rows || c >= vol.cols) return;
+    var url = '/api/scans/' + encodeURIComponent(S.detail.id) + '/hu/' + S.k + '?r=' + r + '&c=' + c;
+    if (probeBusy) probeNext = url; else runProbe(url);
+  }
+  $('stack').addEventListener('mousemove', probe);
+  $('stack').addEventListener('mouseleave', function () { $('probe').textContent = ''; });
   $('profile').addEventListener('click', function (e) {
     var vol = S.detail && S.detail.volume; if (!vol) return;
     var row = Math.floor(e.offsetY / (e.target.height / vol.n_slices));
