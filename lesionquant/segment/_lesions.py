@@ -226,8 +226,8 @@ def _box(mask: np.ndarray, half: tuple[int, ...], op: str) -> np.ndarray:
 
 def _window(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
     """Odd box sizes (voxels) about ``mm`` wide; at least 3 in-plane, 1 along thick z."""
-    z = 2 * int(np.floor(0.5 * mm / spacing[0] + 0.5)) + 1
-    return (z, *(max(3, 2 * int(np.floor(0.5 * mm / sp + 0.5)) + 1) for sp in spacing[1:]))
+    z = 2 * int(mm / (2.0 * spacing[0])) + 1
+    return (z, *(max(3, 2 * int(mm / (2.0 * sp) + 0.5) + 1) for sp in spacing[1:]))
 
 
 def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
@@ -249,7 +249,8 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     del base
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
-    vessel = thin | (dense & ~thick) | _vessels(hu, thick, spacing, s)
+    thin |= dense & ~thick
+    vessel = thin | _vessels(hu, thick, spacing, s)
     # Background density: the mean HU of the surrounding lung *without* vessels and their
     # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
     # normal background; a vessel running through ground glass has a GGO background.
@@ -278,9 +279,9 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
         big = count >= min_vox
         big[0] = False
         cand = big[lab]
-    # Class by the voxel's own (smoothed) density; vessels inside a lesion by their
+    # Class by the voxel's own density; vessels inside a lesion by their
     # background.
-    cls_hu = np.where(vessel, bg, sm)
+    cls_hu = np.where(thin, bg, hu)
     cons = cand & (cls_hu >= c_lo)
     ggo = cand & ~cons
     logger.debug("lesions: GGO %d voxels, consolidation %d voxels", ggo.sum(), cons.sum())
