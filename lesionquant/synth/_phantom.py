@@ -382,8 +382,10 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     if lung_y.size:
         ylo, yhi = float(grid.y[0, lung_y[0], 0]), float(grid.y[0, lung_y[-1], 0])
     post_n = np.clip((y - ylo) / max(yhi - ylo, 1.0), 0, 1)
-    tex = smooth_field(shape, rng, tuple(5.0 / np.array(grid.spacing_zyx)))
-    par = PARENCHYMA_HU + DEPENDENT_HU * post_n ** 1.5 + 10.0 * tex
+    # fine texture (sub-resolution vessels and septa) plus slow regional variation
+    tex = smooth_field(shape, rng, tuple(2.0 / np.array(grid.spacing_zyx)))
+    tex_slow = smooth_field(shape, rng, tuple(12.0 / np.array(grid.spacing_zyx)))
+    par = PARENCHYMA_HU + DEPENDENT_HU * post_n ** 1.5 + 18.0 * tex + 10.0 * tex_slow
     hu = np.where(lung_bool, par, hu).astype(np.float32)
 
     # --- vessel and bronchial tree -----------------------------------------------------------
