@@ -55,6 +55,7 @@ _INDEX_NAMES = {"DICOMDIR", "DIRFILE"}
 _SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 _SC_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _ENHANCED_CT_SOP = "1.2.840.10008.5.1.4.1.1.2.1"
+_CT_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage and its enhanced variants
 _MEDIA_DIR_SOP = "1.2.840.10008.1.3.10"
 _REFUSED_KINDS = {"seg", "secondary-capture", "not-image", "not-ct", "derived", "enhanced",
                   "unsupported"}
@@ -235,6 +236,8 @@ def _classify(s: SeriesInfo) -> None:
         kinds.append(("not-image", "no image pixel data"))
     elif h.modality and h.modality != "CT":
         kinds.append(("not-ct", f"modality {h.modality}, not CT"))
+    elif not h.modality and h.sop_class_uid and not h.sop_class_uid.startswith(_CT_SOP_PREFIX):
+        kinds.append(("not-ct", f"no Modality and SOP class {h.sop_class_uid} is not CT"))
     elif _type_class(h) == "derived":
         kinds.append(("derived", f"derived image ({'/'.join(it)}), not original HU"))
     elif h.sop_class_uid == _ENHANCED_CT_SOP or h.frames > 1:

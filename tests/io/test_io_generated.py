@@ -301,3 +301,12 @@ def test_non_axial_reformat_excluded(tmp_path):
     disc = discover_series(tmp_path)
     assert {s.exclusion_kind for s in disc.series} == {"", "not-axial"}
     assert all("/ax/" in f for f in load_scan(tmp_path).files)
+
+
+def test_missing_modality_with_mr_sop_class_refused(tmp_path):
+    from lesionquant.errors import UnsupportedDicomError
+
+    write_series(tmp_path, _phantom(nz=2), modality=None,
+                 SOPClassUID="1.2.840.10008.5.1.4.1.1.4")
+    with pytest.raises(UnsupportedDicomError, match="not CT"):
+        load_scan(tmp_path)
