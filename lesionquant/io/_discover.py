@@ -350,6 +350,10 @@ def choose_series(disc: Discovery, series_uid: str | None = None) -> tuple[Serie
             warns.append(f"{disc.root}: series {pick.short_uid} forced by UID although "
                          f"{pick.excluded}")
         return pick, warns
+    studies = {s.first.study_uid for s in disc.series if s.first.study_uid}
+    if len(studies) > 1:
+        warns.append(f"{disc.root}: {len(studies)} studies found; loading one series of one "
+                     "study (use series_uid to choose; `lesionquant series` lists them)")
     chosen = [s for s in disc.series if s.chosen]
     if not chosen:
         reasons = "; ".join(f"{s.short_uid}: {s.excluded}" for s in disc.series)

@@ -310,3 +310,10 @@ def test_missing_modality_with_mr_sop_class_refused(tmp_path):
                  SOPClassUID="1.2.840.10008.5.1.4.1.1.4")
     with pytest.raises(UnsupportedDicomError, match="not CT"):
         load_scan(tmp_path)
+
+
+def test_several_studies_warn(tmp_path):
+    write_series(tmp_path / "a", _phantom(nz=3), study_uid="1.2.3.1")
+    write_series(tmp_path / "b", _phantom(nz=4), study_uid="1.2.3.2")
+    scan = load_scan(tmp_path)
+    assert any("2 studies found" in w for w in scan.warnings)
