@@ -1,0 +1,57 @@
+"""The evaluation helpers and the `lesionquant evaluate` command (reduced grid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lesionquant.cli import main
+from lesionquant.evaluate import MEDSEG_WINDOW, Table, dice, medseg_image, write_report
+
+
+def test_dice():
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    assert dice(a, b) == 1.0
+    a[0, :2] = True
+    b[0, 1:3] = True
+    assert dice(a, b) == pytest.approx(0.5)
+
+
+def test_table_markdown_and_summary(tmp_path):
+    t = Table("T", rows=[{"x": 1, "lesion_err_pp": -0.5, "lesion_dice": 0.9},
+                         {"x": 2, "lesion_err_pp": 0.25, "lesion_dice": 0.8}])
+    md = t.markdown()
+    assert "| x | lesion_err_pp | lesion_dice |" in md and "-0.500" in md
+    s = t.summary(["lesion_err_pp", "lesion_dice"])
+    assert s["lesion_err_pp_worst"] == 0.5 and s["lesion_dice_worst"] == 0.8
+    path = write_report([t], tmp_path / "a.md", command="lesionquant evaluate")
+    assert "Regenerate with: `lesionquant evaluate`" in path.read_text()
+
+
+@pytest.mark.realdata
+def test_medseg_window_mapping(chest_dir):
+    jpeg = chest_dir / "medseg-covid-2d-ggo-consolidation" / "images" / "000.jpg"
+    img = medseg_image(jpeg)
+    arr = sitk.GetArrayViewFromImage(img)
+    width, level = MEDSEG_WINDOW
+    assert arr.shape[0] == 1
+    assert arr.min() >= level - width / 2 - 1e-3 and arr.max() <= level + width / 2 + 1e-3
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_evaluate_command_writes_report(data_root, tmp_path):
+    out = tmp_path / "accuracy.md"
+    rc = main(["evaluate", "--data", str(data_root), "--out", str(out),
+               "--figures", str(tmp_path / "fig"), "--phantom-seeds", "0",
+               "--phantom-burdens", "10", "--phantom-size", "96,96,48",
+               "--phantom-spacing", "3.6,3.6,6.0", "--insert-seeds", "0",
+               "--insert-burdens", "10"])
+    assert rc == 0
+    text = out.read_text()
+    for title in ("Phantoms", "inserted into real chest CT", "without COVID-19", "MedSeg",
+                  "TCIA"):
+        assert title in text
+    assert len(list((tmp_path / "fig").glob("pipeline_tcia_*.png"))) == 10
