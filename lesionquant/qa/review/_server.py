@@ -85,9 +85,19 @@ class _App:
         self.token = token
         self.cache = VolumeCache(sources=sources)
         self.refresh_lock = threading.Lock()
+        self.scans_lock = threading.Lock()
+        self._scans: dict[str, ScanEntry] = {}
+        self._scans_stamp = -1
 
     def scans(self) -> dict[str, ScanEntry]:
-        return {s.scan_id: s for s in list_scans(self.out_dir)}
+        """The completed scans, re-read only when ``OUT`` changed (a scan folder is committed
+        with a rename, which updates the folder's mtime), not on every slice request."""
+        stamp = self.out_dir.stat().st_mtime_ns
+        with self.scans_lock:
+            if stamp != self._scans_stamp:
+                self._scans = {s.scan_id: s for s in list_scans(self.out_dir)}
+                self._scans_stamp = stamp
+            return self._scans
 
     def summary(self) -> dict[str, Any]:
         verdicts = load_verdicts(self.out_dir)
