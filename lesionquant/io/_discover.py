@@ -3,8 +3,8 @@
 Folders are walked recursively in sorted order. Only headers are read
 (``dcmread(stop_before_pixels=True)``). DICOMDIR and Philips DIRFILE index files are skipped
 and never followed; files that are not DICOM are skipped. Files are grouped by
-SeriesInstanceUID and, inside a series, by image size, orientation and image-type class
-(ORIGINAL vs DERIVED), so mixed series split cleanly.
+SeriesInstanceUID and, inside a series, by image size, pixel spacing, orientation and
+image-type class (ORIGINAL vs DERIVED), so mixed series split cleanly.
 
 Choice rules (a series is *excluded* with a reason, else it is a *candidate*):
 
@@ -205,7 +205,8 @@ def _group(headers: Sequence[SliceHeader]) -> list[SeriesInfo]:
         # so that folder names (which can hold patient names) are never shown.
         uid = h.series_uid or "no-uid-" + hashlib.sha1(
             f"{h.study_uid}|{h.series_number}|{os.path.dirname(h.path)}".encode()).hexdigest()[:10]
-        sub = (h.rows, h.columns, orientation_key(h.orientation), _type_class(h),
+        spacing = None if h.pixel_spacing is None else tuple(round(v, 4) for v in h.pixel_spacing)
+        sub = (h.rows, h.columns, spacing, orientation_key(h.orientation), _type_class(h),
                h.sop_class_uid)
         groups.setdefault((uid, sub), []).append(h)
     by_uid: dict[str, list[list[SliceHeader]]] = {}
