@@ -28,7 +28,7 @@ def _dice(a, b):
 @pytest.fixture(scope="module")
 def phantom():
     synth = pytest.importorskip("lesionquant.synth")
-    return synth.make_phantom(size_xyz=(128, 128, 64), spacing_mm=(2.8, 2.8, 5.0), seed=5,
+    return synth.make_phantom(size_xyz=(192, 192, 96), spacing_mm=(1.9, 1.9, 3.3), seed=5,
                               lesion_burden_pct=15.0)
 
 
@@ -71,12 +71,14 @@ def test_accuracy_on_a_small_phantom(result, phantom):
     pred = sitk.GetArrayFromImage(result.labelmap)
     assert abs(result["lung_ml"] - phantom.lung_ml) / phantom.lung_ml < 0.05
     assert _dice((truth >= 1) & (truth <= 4), pred > 0) > 0.95
-    # Coarse voxels (2.8 x 2.8 x 5 mm) lose the smallest lesions to the thin-structure
-    # filters; the full-size accuracy (<= 1 pp) is measured in docs/accuracy.md.
-    assert abs(result["lesion_pct"] - phantom.lesion_pct) < 5.0
-    assert _dice((truth == 3) | (truth == 4), pred >= 3) > 0.7
+    # Coarse voxels (1.9 x 1.9 x 3.3 mm) blur lesions into the vessel texture; the
+    # full-resolution accuracy is measured by `lesionquant evaluate` (docs/accuracy.md).
+    assert abs(result["lesion_pct"] - phantom.lesion_pct) < 4.0
+    assert _dice((truth == 3) | (truth == 4), pred >= 3) > 0.6
     # The airway is not lung.
-    assert (pred[truth == 5] == 0).mean() > 0.8
+    assert (pred[truth == 5] == 0).mean() > 0.9
+    # Consolidation (dense) stays inside the lung mask.
+    assert (pred[truth == 4] > 0).mean() > 0.85
 
 
 def test_overrides_and_settings(phantom):
