@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from conftest import start_review
 from PIL import Image
 
-from lesionquant.qa import ReviewServer, load_verdicts
+from lesionquant.qa import ReviewServer, load_verdicts, serve_review
 from lesionquant.qa._display import COLOURS, LUNG_WINDOW, MEDIASTINUM_WINDOW, window_uint8
 
 
@@ -155,7 +155,7 @@ def test_verdict_updates_store_table_and_index(server, batch_out):
 def test_without_inputs_shows_the_montage(batch_out):
     """A pseudonymous batch does not record its inputs: the viewer says how to fix it and
     still shows the QA montage."""
-    with ReviewServer(batch_out, port=0).start() as srv:
+    with serve_review(batch_out, port=0, block=False) as srv:
         scan_id = json.loads(_get(srv.url + "api/scans")[1])["scans"][0]["id"]
         detail = json.loads(_get(f"{srv.url}api/scans/{scan_id}")[1])
         assert detail["volume"] is None and "--input" in detail["error"]

@@ -146,7 +146,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The page moved on (a prefetched slice it no longer needs): not an error.
+                logger.debug("client closed the connection before %s was sent", self.path)
 
     def _json(self, status: int, doc: Any) -> None:
         self._send(status, json.dumps(doc).encode("utf-8"), "application/json")
