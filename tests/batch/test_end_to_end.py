@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
+from _segcheck import assert_seg_matches, dciodvfy_errors
 
 from lesionquant.batch import run_batch
 
@@ -43,3 +45,71 @@ def test_real_batch_with_a_broken_scan_finishes_the_others(chest_dir, edge_dir, 
         want = rec["measures"]["lesion_pct"] - base["measures"]["lesion_pct"]
         assert float(r["lesion_change_pp"]) == pytest.approx(want, abs=1e-12)
         assert int(r["days_since_baseline"]) >= 0
+
+
+SAMPLES = REPO / "sample_scans"
+#: Allowed error of the measured change from baseline against the phantom truth, pp. The
+#: pipeline's own per-scan accuracy is tested (and tuned) in tests/measure; this only guards
+#: that the batch compares the right visits in the right order.
+CHANGE_TOLERANCE_PP = 3.0
+
+
+@pytest.fixture(scope="module")
+def sample_batch(tmp_path_factory):
+    manifest = SAMPLES / "manifest.json"
+    if not manifest.is_file():
+        pytest.fail(f"{manifest} is missing (sample scans are part of the repository)")
+    out = tmp_path_factory.mktemp("samples") / "out"
+    summary = run_batch([SAMPLES], out, workers=2, progress=False, salt="samples")
+    return json.loads(manifest.read_text()), out, summary
+
+
+@pytest.mark.slow
+def test_sample_batch_has_one_result_per_case_and_valid_segs(sample_batch):
+    manifest, out, summary = sample_batch
+    cases = manifest["cases"]
+    assert (summary.done, summary.failed) == (len(cases), 0), summary.failures
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == len(cases)
+    by_date = {r["study_date"].replace("-", ""): r for r in rows}
+    for case in cases:
+        row = by_date[case["study_date"]]
+        assert float(row["lung_ml"]) == pytest.approx(case["lung_ml"], rel=0.1)
+        folder = out / row["scan_id"]
+        assert {"result.json", "labels.nii.gz", "seg.dcm", "overlay.png",
+                "report.html"} <= {p.name for p in folder.iterdir()}
+    # one SEG checked in full: highdicom read-back and dciodvfy
+    row = by_date[cases[-1]["study_date"]]
+    files = sorted(str(p) for p in (SAMPLES / cases[-1]["dicom"]).iterdir())
+    assert dciodvfy_errors(out / row["scan_id"] / "seg.dcm") == []
+    assert_seg_matches(out / row["scan_id"] / "seg.dcm",
+                       sitk.ReadImage(str(out / row["scan_id"] / "labels.nii.gz")), files)
+    assert (out / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_sample_patient_change_from_baseline(sample_batch):
+    manifest, out, _ = sample_batch
+    visits: dict[str, list[dict]] = {}
+    for case in manifest["cases"]:
+        visits.setdefault(case["patient_id"], []).append(case)
+    ((base, follow),) = [sorted(v, key=lambda c: c["day"]) for v in visits.values()
+                         if len(v) == 2]
+    ep = read_csv(out / "endpoint.csv")
+    rows = {r["study_date"].replace("-", ""): r for r in ep}
+    b, f = rows[base["study_date"]], rows[follow["study_date"]]
+    assert b["patient"] == f["patient"] and b["is_baseline"] == "true"
+    assert f["baseline_scan_id"] == b["scan_id"] and f["is_baseline"] == "false"
+    assert int(f["days_since_baseline"]) == follow["day"] - base["day"] == 28
+    # exact arithmetic on the per-scan results
+    for m in ("lesion", "ggo", "consolidation"):
+        now, then = float(f[f"{m}_pct"]), float(b[f"{m}_pct"])
+        assert float(f[f"{m}_change_pp"]) == pytest.approx(now - then, abs=1e-12)
+        assert float(f[f"{m}_change_rel_pct"]) == pytest.approx(100 * (now - then) / then)
+    # against the phantom truth
+    true_change = follow["lesion_pct"] - base["lesion_pct"]
+    assert float(f["lesion_change_pp"]) == pytest.approx(true_change, abs=CHANGE_TOLERANCE_PP)
+    true_ggo = 100 * (follow["ggo_ml"] / follow["lung_ml"] - base["ggo_ml"] / base["lung_ml"])
+    assert float(f["ggo_change_pp"]) == pytest.approx(true_ggo, abs=CHANGE_TOLERANCE_PP)
+    # the other patients are their own baselines
+    assert sum(r["is_baseline"] == "true" for r in ep) == len(visits)
