@@ -20,7 +20,8 @@ examples:
       batches, the default: their result.json does not record the input path)
 
 keys: up/down or k/j slices, PgUp/PgDn 10 slices, o overlay, +/- opacity, 1/2 lung /
-mediastinum window, a accept, r reject, c comment, n/p next/previous scan.
+mediastinum window, a accept, A accept and open the next unreviewed scan, r reject,
+c comment, n/p next/previous scan.
 Verdicts go to OUT/verdicts.json (and the qa_* columns of OUT/results.csv, OUT/index.html).
 The server listens on 127.0.0.1 only. Stop it with Ctrl-C. Details: docs/qa.md.
 """

@@ -100,13 +100,10 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
         page.keyboard.press("c")
         page.keyboard.type("lungs and GGO correct")
         page.keyboard.press("Enter")
-        page.wait_for_selector('body[data-saved*=":pending:"]')
-        page.keyboard.press("a")
-        page.wait_for_selector('body[data-saved*=":accept:"]')
-        assert page.inner_text("#verdict-badge") == "accept"
+        page.wait_for_selector('body[data-saves="1"][data-saved*=":pending:"]')
+        page.keyboard.press("Shift+A")  # accept, then open the next scan without a verdict
+        page.wait_for_selector('body[data-saves="2"][data-saved*=":accept:"]')
         assert page.locator(f'#scans li[data-id="{first_scan}"] .badge').inner_text() == "accept"
-
-        page.keyboard.press("n")  # next scan
         page.wait_for_selector(f'body[data-scan]:not([data-scan="{first_scan}"])')
         second_scan = page.inner_text("#scan-id")
         assert second_scan != first_scan
@@ -121,6 +118,13 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
         # The first scan without a verdict opens; the accepted one shows its badge in the list.
         assert page.inner_text("#scan-id") == second_scan
         assert page.locator(f'#scans li[data-id="{first_scan}"] .badge').inner_text() == "accept"
+        # Reject the second scan with a reason, from the keyboard.
+        page.keyboard.press("r")
+        page.wait_for_selector('body[data-saves="1"][data-saved*=":reject:"]')
+        page.wait_for_selector("#comment:focus")
+        page.keyboard.type("consolidation missed at the left base")
+        page.keyboard.press("Enter")  # saves the reason, keeps the verdict
+        page.wait_for_selector('body[data-saves="2"][data-saved*=":reject:"]')
         page.keyboard.press("p")
         page.wait_for_selector(f'body[data-scan="{first_scan}"]')
         assert page.inner_text("#verdict-badge") == "accept"
@@ -135,6 +139,7 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
         (batch_out / "results.csv").read_text(encoding="utf-8")))}
     assert rows[first_scan]["qa_verdict"] == "accept"
     assert rows[first_scan]["qa_comment"] == "lungs and GGO correct"
-    assert rows[second_scan]["qa_verdict"] == ""
+    assert rows[second_scan]["qa_verdict"] == "reject"
+    assert rows[second_scan]["qa_comment"] == "consolidation missed at the left base"
     index = (batch_out / "index.html").read_text(encoding="utf-8")
     assert f'<tr data-scan="{first_scan}" data-status="accept">' in index

@@ -207,7 +207,19 @@
       renderList();
       status('saved: ' + v.verdict);
       document.body.dataset.saved = id + ':' + v.verdict + ':' + v.time_utc;
+      S.saves = (S.saves || 0) + 1;
+      document.body.dataset.saves = String(S.saves);
     }).catch(function (e) { status('NOT saved: ' + e.message); });
+  }
+
+  // The next scan (after the current one, wrapping) that has no accept/reject yet.
+  function nextUnreviewed() {
+    var n = S.scans.length;
+    for (var d = 1; d < n; d++) {
+      var i = (S.cur + d) % n, v = S.scans[i].verdict;
+      if (v !== 'accept' && v !== 'reject') return openScan(i);
+    }
+    status('all scans reviewed');
   }
 
   function currentVerdict() {
@@ -238,6 +250,7 @@
       case '1': S.win = 'lung'; renderOverlayState(); showSlice(S.k); break;
       case '2': S.win = 'mediastinum'; renderOverlayState(); showSlice(S.k); break;
       case 'a': saveVerdict('accept'); break;
+      case 'A': saveVerdict('accept').then(nextUnreviewed); break;
       case 'r': saveVerdict('reject').then(function () { $('comment').focus(); }); break;
       case 'c': $('comment').focus(); break;
       case 'n': openScan(S.cur + 1); break;
