@@ -103,13 +103,6 @@ def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
-def _compute_default(job: Job, settings: Any) -> Any:
-    import lesionquant
-
-    scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
-    return lesionquant.quantify(scan, settings)
-
-
 def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
     try:
         from lesionquant import qa
@@ -126,7 +119,15 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
 
     settings = Settings.from_dict(ctx.settings)
     t0 = time.perf_counter()
-    result = (ctx.compute or _compute_default)(job, settings)
+    if ctx.compute is None:
+        import lesionquant
+
+        scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
+        t_load = time.perf_counter() - t0
+        result = lesionquant.quantify(scan, settings)
+    else:
+        t_load = 0.0
+        result = ctx.compute(job, settings)
     t_compute = time.perf_counter() - t0
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -156,7 +157,8 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
             name = getattr(hook, "__name__", "qa")
             warnings.append(f"QA output ({name}) failed: {type(exc).__name__}: {exc}")
             logger.warning("%s: QA output (%s) failed: %s", job.scan_id, name, exc)
-    timings = {"compute_s": t_compute, "outputs_s": time.perf_counter() - t1}
+    timings = {"load_s": t_load, "quantify_s": t_compute - t_load,
+               "outputs_s": time.perf_counter() - t1}
     record = build_record(job, result, ctx, warnings=warnings, timings=timings, outputs=outputs)
     _outputs.write_json_atomic(tmp / _outputs.RESULT_JSON, record)  # last: the marker
     return record
