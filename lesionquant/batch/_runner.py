@@ -266,6 +266,7 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
     isolate: deque[Job] = deque()  # suspects of a crash, re-run one at a time
     isolated: set[str] = set()
     inflight: dict[Future[dict[str, Any]], Job] = {}
+    started: dict[str, float] = {}
     done = 0
     last_tables = time.monotonic()
     bar = tqdm(total=total, initial=initial, unit="scan", desc="lesionquant", file=sys.stderr,
@@ -289,7 +290,6 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
         _outputs.write_error(out, job.scan_id, {
             "scan_id": job.scan_id, "series_uid": job.series_uid or "", "reason": reason,
             "public_reason": reason.replace(job.source, "<input>"), "source": job.source})
-        bar.set_postfix(failed=len(failures))
 
     pool_size = 0
     try:
@@ -305,11 +305,19 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
                     job = isolate.popleft()
                     isolated.add(job.scan_id)
                     inflight[pool.submit(process_job, job, ctx)] = job
+                    started[job.scan_id] = time.monotonic()
             else:
                 while pending and len(inflight) < workers:
                     job = pending.popleft()
                     inflight[pool.submit(process_job, job, ctx)] = job
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    started[job.scan_id] = time.monotonic()
+            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+            if inflight:  # show the scans in flight and for how long (long scans)
+                now = time.monotonic()
+                bar.set_postfix_str(", ".join(
+                    f"{j.scan_id} {now - started.get(j.scan_id, now):.0f}s"
+                    for j in inflight.values()) + (f"; failed {len(failures)}" if failures
+                                                   else ""), refresh=True)
             broken: list[Job] = []
             for fut in finished:
                 job = inflight.pop(fut)
@@ -343,6 +351,7 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        bar.set_postfix_str(f"failed {len(failures)}" if failures else "", refresh=False)
         bar.close()
     return done
 
