@@ -253,6 +253,7 @@ def _draw_axials(canvas: _Canvas, vol: DisplayVolume, lung: np.ndarray, ks: np.n
                  area: tuple[float, float, float, float], yx_box: list[tuple[int, int]]
                  ) -> None:
     x0, y0, w, h = area
+    nz = vol.hu.shape[0]
     rows, cols = yx_box
     aspect = vol.axial_aspect * (rows[1] - rows[0]) / (cols[1] - cols[0])
     ncols, nrows = _grid(len(ks), w, h, aspect)
@@ -262,7 +263,8 @@ def _draw_axials(canvas: _Canvas, vol: DisplayVolume, lung: np.ndarray, ks: np.n
         box = (x0 + c * tw + _GAP_PX / 2, y0 + r * th + _GAP_PX / 2, tw - _GAP_PX, th - _GAP_PX)
         hu, lab = vol.axial(int(k))
         _tile(canvas, box, hu, lab, lung[k], vol.axial_aspect, ("R", "L", ""),
-              f"#{k}  z {vol.z_mm(int(k)):.0f} mm", view="axial", index=int(k),
+              # Numbered from the top as the viewer counts: "slice 20/140" is the same there.
+              f"{nz - k}/{nz}  z {vol.z_mm(int(k)):.0f} mm", view="axial", index=int(k),
               rows=rows, cols=cols)
 
 

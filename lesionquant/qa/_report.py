@@ -343,7 +343,9 @@ def _scan_row(scan: ScanEntry, verdict: Verdict | None) -> str:
     link = f"{scan.scan_id}/{REPORT_FILE}"
     report = (f"<a href=\"{e(link)}\">{e(scan.scan_id)}</a>"
               if (scan.folder / REPORT_FILE).is_file() else e(scan.scan_id))
-    cells = [f"<td data-v=\"{e(scan.scan_id)}\">{report}</td>"]
+    montage = (f"<a href=\"{e(scan.scan_id)}/{OVERLAY_FILE}\">montage</a>"
+               if (scan.folder / OVERLAY_FILE).is_file() else "")
+    cells = [f"<td data-v=\"{e(scan.scan_id)}\">{report}</td>", f"<td>{montage}</td>"]
     cells += [_num_cell(scan.number(key), digits) for key, _, digits in KEY_NUMBERS]
     warnings = scan.warnings
     cells.append(f"<td class=\"num\" data-v=\"{len(warnings)}\" title=\"{e(' | '.join(warnings))}\""
@@ -368,7 +370,7 @@ def render_index_html(out_dir: str | os.PathLike[str]) -> str:
                                           verdicts[s.scan_id].verdict == k))
               for k in ("accept", "reject", "pending")}
     reviewed = counts["accept"] + counts["reject"]
-    head = ["<th class=\"sort\">scan</th>"]
+    head = ["<th class=\"sort\">scan</th>", "<th>QA image</th>"]
     head += [f"<th class=\"sort num\">{e(label)}</th>" for _, label, _ in KEY_NUMBERS]
     head += ["<th class=\"sort num\">warnings</th>", "<th class=\"sort\">method</th>",
              "<th class=\"sort\">QA</th>", "<th class=\"sort\">comment</th>",

@@ -95,6 +95,7 @@ def test_index_lists_scans_failures_and_verdicts(batch_out):
     assert_self_contained(text)
     for scan_id in scans:
         assert f'href="{scan_id}/report.html"' in text
+        assert f'href="{scan_id}/overlay.png"' in text
         assert f'data-scan="{scan_id}"' in text
     row = re.search(rf'<tr data-scan="{scans[1]}" data-status="([a-z]+)">(.*?)</tr>', text)
     assert row and row.group(1) == "reject"

@@ -143,3 +143,34 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
     assert rows[second_scan]["qa_comment"] == "consolidation missed at the left base"
     index = (batch_out / "index.html").read_text(encoding="utf-8")
     assert f'<tr data-scan="{first_scan}" data-status="accept">' in index
+
+
+def test_index_sorts_and_filters(browser, batch_out):
+    """index.html opened from disk (file://, no server): click to sort, select to filter."""
+    from lesionquant.qa import save_verdict, write_index
+
+    ids = sorted(p.parent.name for p in batch_out.glob("S-*/result.json"))
+    save_verdict(batch_out, ids[0], "accept")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto((write_index(batch_out)).as_uri())
+    lesion_col = page.locator("#scans th", has_text="lesion %").first
+
+    def lesion_values() -> list[float]:
+        cells = page.locator("#scans tbody tr").evaluate_all(
+            "rows => rows.map(r => r.cells[3].dataset.v)")
+        return [float(v) for v in cells]
+
+    lesion_col.click()
+    up = lesion_values()
+    assert up == sorted(up) and len(up) == 2 and up[0] != up[1]
+    lesion_col.click()
+    assert lesion_values() == sorted(up, reverse=True)
+    page.select_option("#filter", "accept")
+    visible = page.locator("#scans tbody tr:visible")
+    assert visible.count() == 1 and visible.first.get_attribute("data-scan") == ids[0]
+    page.select_option("#filter", "none")
+    assert page.locator("#scans tbody tr:visible").count() == 1
+    assert errors == []
+    page.close()
