@@ -179,3 +179,16 @@ def test_cli_review_bad_folder(tmp_path):
     from lesionquant.cli import main
 
     assert main(["review", str(tmp_path / "nope"), "--no-browser"]) == 1
+
+
+def test_empty_and_corrupt_folders(tmp_path):
+    from lesionquant.errors import InvalidInputError
+    from lesionquant.qa import write_index
+
+    with ReviewServer(tmp_path, port=0).start() as srv:
+        doc = json.loads(_get(srv.url + "api/scans")[1])
+        assert doc["scans"] == [] and doc["failed"] == []
+    assert "0 scans measured, 0 failed" in write_index(tmp_path).read_text(encoding="utf-8")
+    (tmp_path / "verdicts.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="not a lesionquant verdicts file"):
+        ReviewServer(tmp_path, port=0)
