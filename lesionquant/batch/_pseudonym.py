@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 
 from lesionquant.batch._outputs import write_text_atomic
+from lesionquant.errors import OutputExistsError
 
 __all__ = ["SALT_ENV", "load_or_create_salt", "pseudonym"]
 
@@ -27,40 +28,55 @@ logger = logging.getLogger(__name__)
 #: Environment variable that may hold the salt.
 SALT_ENV = "LESIONQUANT_SALT"
 _SALT_FILE = ".salt"
+_SALT_ID_FILE = ".salt-id"
 _DIGITS = 12
 
 
 def load_or_create_salt(out_dir: str | os.PathLike[str], salt: str | None = None) -> str:
     """Return the salt of an output folder, creating ``OUT/.salt`` on first use.
 
+    The first salt used in a folder is fingerprinted in ``OUT/.salt-id`` (an HMAC of a fixed
+    text, which does not reveal the salt); a later run with another salt is refused, because
+    its pseudonyms would not link to the earlier results.
+
     Parameters
     ----------
     out_dir : path
         The batch output folder.
     salt : str, optional
-        A user-provided salt (``--salt``). It wins over ``LESIONQUANT_SALT`` and ``OUT/.salt``;
-        when ``OUT/.salt`` holds a different salt a warning is logged (pseudonyms will not
-        match the earlier results in the folder).
+        A user-provided salt (``--salt``). It wins over ``LESIONQUANT_SALT`` and ``OUT/.salt``.
 
     Returns
     -------
     str
         The salt (non-empty).
+
+    Raises
+    ------
+    OutputExistsError
+        The folder was written with another salt, or with an external salt that is not given
+        now.
     """
-    path = Path(out_dir) / _SALT_FILE
+    out = Path(out_dir)
+    path, id_path = out / _SALT_FILE, out / _SALT_ID_FILE
     stored = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-    given = salt if salt else os.environ.get(SALT_ENV, "")
-    if given:
-        if stored and stored != given:
-            logger.warning("%s: the salt given differs from the one stored; pseudonyms of "
-                           "earlier results in this folder will not match", path)
-        return given
-    if stored:
-        return stored
-    new = secrets.token_hex(32)
-    write_text_atomic(path, new + "\n", mode=0o600)
-    logger.info("%s: created a new random salt", path)
-    return new
+    chosen = salt or os.environ.get(SALT_ENV, "") or stored
+    if not chosen:
+        if id_path.is_file():
+            raise OutputExistsError(f"this folder was written with an external salt; give the "
+                                    f"same one again (--salt or {SALT_ENV})", source=out)
+        chosen = secrets.token_hex(32)
+        write_text_atomic(path, chosen + "\n", mode=0o600)
+        logger.info("%s: created a new random salt", path)
+    fingerprint = pseudonym("SALT", "lesionquant salt check", chosen)
+    if id_path.is_file():
+        if id_path.read_text(encoding="utf-8").strip() != fingerprint:
+            raise OutputExistsError("this folder was written with another pseudonym salt; "
+                                    "its scan and patient ids would not match (give the "
+                                    "original salt, or use another output folder)", source=out)
+    else:
+        write_text_atomic(id_path, fingerprint + "\n")
+    return chosen
 
 
 def pseudonym(kind: str, value: str, salt: str) -> str:

@@ -194,7 +194,7 @@ def _check_out_dir(out: Path) -> None:
     """Refuse a non-empty folder that is not a lesionquant output (e.g. a home folder)."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", source=out)
-    ours = any((out / name).exists() for name in (".salt", ".lock", "results.csv"))
+    ours = any((out / name).exists() for name in (".salt", ".salt-id", ".lock", "results.csv"))
     if out.is_dir() and not ours and any(out.iterdir()):
         raise OutputExistsError("not empty and not a lesionquant output folder; choose a new "
                                 "or empty folder", source=out)

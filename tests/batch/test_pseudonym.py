@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from lesionquant.batch._pseudonym import SALT_ENV, load_or_create_salt, pseudonym
+from lesionquant.errors import OutputExistsError
 
 
 def test_pseudonym_is_stable_keyed_and_safe_as_a_folder_name():
@@ -30,8 +31,21 @@ def test_salt_created_once_private_and_reused(tmp_path, monkeypatch):
     assert load_or_create_salt(tmp_path / "other") != salt  # a new folder, a new random salt
 
 
-def test_given_salt_wins_over_env_and_file(tmp_path, monkeypatch):
+def test_external_salt_is_not_stored_but_must_be_given_again(tmp_path, monkeypatch):
     monkeypatch.setenv(SALT_ENV, "from-env")
     assert load_or_create_salt(tmp_path) == "from-env"
     assert not (tmp_path / ".salt").exists()  # an external salt is not written down
-    assert load_or_create_salt(tmp_path, "from-flag") == "from-flag"
+    assert "from-env" not in (tmp_path / ".salt-id").read_text()
+    assert load_or_create_salt(tmp_path, "from-env") == "from-env"
+    with pytest.raises(OutputExistsError, match="another pseudonym salt"):
+        load_or_create_salt(tmp_path, "from-flag")
+    monkeypatch.delenv(SALT_ENV)
+    with pytest.raises(OutputExistsError, match="external salt"):
+        load_or_create_salt(tmp_path)
+
+
+def test_a_stored_salt_cannot_be_swapped(tmp_path, monkeypatch):
+    monkeypatch.delenv(SALT_ENV, raising=False)
+    load_or_create_salt(tmp_path)
+    with pytest.raises(OutputExistsError, match="another pseudonym salt"):
+        load_or_create_salt(tmp_path, "different")
