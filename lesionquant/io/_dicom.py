@@ -83,16 +83,16 @@ def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()
             if not np.array_equal(scratch, volume[k]):
                 raise GeometryError(
                     f"conflicting duplicate slices at the same position: "
-                    f"{headers[kept].path} and {headers[idx].path} differ", source=source)
+                    f"{headers[kept].label} and {headers[idx].label} differ", source=source)
         warns.append(f"{source}: {len(others)} identical duplicate slice(s) of "
-                     f"{headers[kept].path} dropped")
+                     f"{headers[kept].label} dropped")
     warns.extend(check_looks_like_hu(volume, source))
     result = build_image(volume, plan, image=image)
     del volume  # the writable view must not outlive the image it points into
     image = result
     for w in warns:
         logger.warning("%s", w)
-    files = tuple(headers[i].path for i in plan.order)
+    files = tuple(dict.fromkeys(headers[i].path for i in plan.order))  # multi-frame: once
     return Scan(image=image, source=source, identifiers=_identifiers(series.first),
                 acquisition=_acquisition(series.first, plan.tilt_deg), warnings=tuple(warns),
                 files=files)

@@ -167,7 +167,7 @@ def _read_all(paths: Iterable[str], disc: Discovery, strict: bool) -> list[Slice
             logger.warning("skipping unreadable DICOM file: %s: %s", path, problem)
             disc.unreadable.append(path)
             continue
-        headers.append(h)
+        headers.extend(h.frame_headers or (h,))
     return headers
 
 
@@ -241,9 +241,9 @@ def _classify(s: SeriesInfo) -> None:
         kinds.append(("not-ct", f"no Modality and SOP class {h.sop_class_uid} is not CT"))
     elif _type_class(h) == "derived":
         kinds.append(("derived", f"derived image ({'/'.join(it)}), not original HU"))
-    elif h.sop_class_uid == _ENHANCED_CT_SOP or h.frames > 1:
-        kinds.append(("enhanced", f"enhanced multi-frame CT ({h.frames} frames) is not "
-                      "supported; export as classic single-frame CT images"))
+    elif h.frame_index is None and (h.sop_class_uid == _ENHANCED_CT_SOP or h.frames > 1):
+        kinds.append(("enhanced", f"multi-frame CT ({h.frames} frames) without readable "
+                      "per-frame functional groups; export as classic single-frame CT images"))
     elif "LOCALIZER" in it:
         kinds.append(("localizer", "localizer (scout) image"))
     elif h.orientation is not None:

@@ -8,6 +8,7 @@ a preallocated volume without parsing the header a second time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -77,6 +78,10 @@ class SliceHeader:
     pixel_length: int | None = None
     """Length in bytes of native pixel data (``None`` when encapsulated / unknown)."""
     gantry_tilt_deg: float | None = None
+    frame_index: int | None = None
+    """For one frame of a multi-frame (enhanced) CT object: its index; else ``None``."""
+    frame_headers: tuple[SliceHeader, ...] = field(default=(), repr=False)
+    """For a multi-frame CT object: one header per frame (from the functional groups)."""
     kernel: str = ""
     manufacturer: str = ""
     model: str = ""
@@ -93,6 +98,13 @@ class SliceHeader:
         """True when pixels can be read straight from the file (uncompressed LE, one frame)."""
         return (self.transfer_syntax in NATIVE_LE_SYNTAXES and self.pixel_offset is not None
                 and self.pixel_length is not None and self.frames == 1)
+
+    @property
+    def label(self) -> str:
+        """The file, with the frame number for one frame of a multi-frame object."""
+        if self.frame_index is None:
+            return self.path
+        return f"{self.path} [frame {self.frame_index + 1}]"
 
 
 def looks_like_dicom(path: str) -> bool:
@@ -217,7 +229,10 @@ def read_header(path: str | os.PathLike[str], *, force: bool = False) -> SliceHe
                 has_pixels = offset is not None
             if not has_pixels:  # compressed or other syntaxes: an image has Rows/Columns
                 has_pixels = _get(ds, "Rows") is not None and _get(ds, "Columns") is not None
-            return _summarise(path, ds, ts, has_pixels, offset, length)
+            h = _summarise(path, ds, ts, has_pixels, offset, length)
+            if h.frames > 1 and "PerFrameFunctionalGroupsSequence" in ds:
+                h = _with_frames(h, ds)
+            return h
     except (InvalidDicomError, EOFError) as exc:
         raise DicomDecodeError(f"not a readable DICOM file ({exc})", source=path) from exc
     except OSError as exc:
@@ -225,6 +240,76 @@ def read_header(path: str | os.PathLike[str], *, force: bool = False) -> SliceHe
     except Exception as exc:  # pydicom raises many types on malformed headers
         raise DicomDecodeError(f"malformed DICOM header ({type(exc).__name__}: {exc})",
                                source=path) from exc
+
+
+def _group_value(groups: Any, sequence: str, keyword: str) -> Any:
+    """``groups.<sequence>[0].<keyword>`` or ``None``."""
+    if groups is None or sequence not in groups:
+        return None
+    items = groups[sequence].value
+    return _get(items[0], keyword) if items else None
+
+
+def _frame_value(shared: Any, per_frame: Any, sequence: str, keyword: str) -> Any:
+    value = _group_value(per_frame, sequence, keyword)
+    return _group_value(shared, sequence, keyword) if value is None else value
+
+
+def _with_frames(h: SliceHeader, ds: Any) -> SliceHeader:
+    """Attach one header per frame of an enhanced / legacy-converted multi-frame CT.
+
+    Position, orientation, pixel spacing, thickness and rescale come from the per-frame
+    functional groups, falling back to the shared ones (DICOM PS3.3 C.7.6.16). A frame whose
+    groups cannot be read leaves the object unexpanded (it is then refused as unsupported).
+    """
+    try:
+        shared_seq = ds.get("SharedFunctionalGroupsSequence")
+        shared = shared_seq[0] if shared_seq else None
+        per_frame = ds.PerFrameFunctionalGroupsSequence
+        if len(per_frame) != h.frames or not h.rows or not h.columns or not h.bits_allocated:
+            return h
+        frame_bytes = h.rows * h.columns * (h.bits_allocated // 8)
+        frames = []
+        for i, groups in enumerate(per_frame):
+
+            def value(sequence: str, keyword: str, groups: Any = groups) -> Any:
+                return _frame_value(shared, groups, sequence, keyword)
+
+            def floats(sequence: str, keyword: str, n: int) -> tuple[float, ...] | None:
+                v = value(sequence, keyword)
+                try:
+                    out = tuple(float(x) for x in v) if v is not None else None
+                except (TypeError, ValueError):
+                    return None
+                return out if out is not None and len(out) == n and all(
+                    math.isfinite(x) for x in out) else None
+
+            def number(sequence: str, keyword: str) -> float | None:
+                v = value(sequence, keyword)
+                try:
+                    out = float(v) if v is not None else None
+                except (TypeError, ValueError):
+                    return None
+                return out if out is not None and math.isfinite(out) else None
+
+            frame_offset = frame_length = None
+            if h.pixel_offset is not None and h.pixel_length is not None:
+                frame_offset = h.pixel_offset + i * frame_bytes
+                frame_length = max(0, min(frame_bytes, h.pixel_length - i * frame_bytes))
+            frames.append(dataclasses.replace(
+                h, frames=1, frame_index=i,
+                position=floats("PlanePositionSequence", "ImagePositionPatient", 3),
+                orientation=floats("PlaneOrientationSequence", "ImageOrientationPatient", 6),
+                pixel_spacing=floats("PixelMeasuresSequence", "PixelSpacing", 2),
+                slice_thickness_mm=number("PixelMeasuresSequence", "SliceThickness"),
+                rescale_slope=number("PixelValueTransformationSequence", "RescaleSlope"),
+                rescale_intercept=number("PixelValueTransformationSequence",
+                                         "RescaleIntercept"),
+                pixel_offset=frame_offset, pixel_length=frame_length))
+    except Exception as exc:  # malformed functional groups: leave unexpanded
+        logger.debug("%s: cannot read functional groups (%s)", h.path, exc)
+        return h
+    return dataclasses.replace(h, frame_headers=tuple(frames))
 
 
 def _summarise(path: str, ds: Any, ts: str, has_pixels: bool, offset: int | None,

@@ -104,36 +104,36 @@ def check_declared_size(h: SliceHeader) -> int:
         RescaleSlope not in (0, 1000] or RescaleIntercept beyond +-100000.
     """
     if not h.rows or not h.columns or h.rows < 1 or h.columns < 1:
-        raise DicomDecodeError("missing or invalid Rows/Columns", source=h.path)
+        raise DicomDecodeError("missing or invalid Rows/Columns", source=h.label)
     if h.rows * h.columns > MAX_PIXELS_PER_FRAME:
         raise DicomDecodeError(
             f"declared image size {h.columns} x {h.rows} exceeds the limit of "
-            f"{MAX_PIXELS_PER_FRAME} pixels per frame; refused before decoding", source=h.path)
+            f"{MAX_PIXELS_PER_FRAME} pixels per frame; refused before decoding", source=h.label)
     if h.samples_per_pixel != 1:
         raise UnsupportedDicomError(
             f"colour image (SamplesPerPixel {h.samples_per_pixel}); CT must be grayscale",
-            source=h.path)
+            source=h.label)
     if h.bits_allocated not in (8, 16, 32):
         raise UnsupportedDicomError(f"unsupported BitsAllocated {h.bits_allocated}",
-                                    source=h.path)
+                                    source=h.label)
     bits_stored = h.bits_stored or h.bits_allocated
     if not 1 <= bits_stored <= h.bits_allocated:
         raise DicomDecodeError(f"invalid BitsStored {h.bits_stored} for BitsAllocated "
-                               f"{h.bits_allocated}", source=h.path)
+                               f"{h.bits_allocated}", source=h.label)
     slope, icpt = h.rescale_slope, h.rescale_intercept
     if slope is not None and not 0.0 < slope <= 1e3:
-        raise NotCTError(f"RescaleSlope {slope:g} is not plausible for CT", source=h.path)
+        raise NotCTError(f"RescaleSlope {slope:g} is not plausible for CT", source=h.label)
     if icpt is not None and not -1e5 <= icpt <= 1e5:
-        raise NotCTError(f"RescaleIntercept {icpt:g} is not plausible for CT", source=h.path)
+        raise NotCTError(f"RescaleIntercept {icpt:g} is not plausible for CT", source=h.label)
     declared = h.rows * h.columns * h.frames * (h.bits_allocated // 8)
     if h.rows * h.columns * h.frames > MAX_VOLUME_VOXELS:
         raise DicomDecodeError(f"declared {h.frames} frames of {h.columns} x {h.rows} exceed "
-                               "the size limit; refused before decoding", source=h.path)
+                               "the size limit; refused before decoding", source=h.label)
     if h.pixel_length is not None and h.pixel_length < declared:
         raise DicomDecodeError(
             f"truncated pixel data: {h.pixel_length} bytes present, header declares "
             f"{h.columns} x {h.rows} x {h.frames} x {h.bits_allocated} bits = {declared} bytes",
-            source=h.path)
+            source=h.label)
     return declared
 
 
@@ -216,7 +216,7 @@ class SliceDecoder:
         """Stored pixel values of a single-frame slice, ``(rows, columns)``, masked."""
         check_declared_size(h)
         if h.frames != 1:
-            raise UnsupportedDicomError(f"multi-frame object ({h.frames} frames)", source=h.path)
+            raise UnsupportedDicomError(f"multi-frame object ({h.frames} frames)", source=h.label)
         bits_stored = h.bits_stored or h.bits_allocated or 16
         signed = h.pixel_representation == 1
         if h.is_native_le and h.bits_allocated in (8, 16, 32):
@@ -230,10 +230,10 @@ class SliceDecoder:
                     fp.seek(h.pixel_offset)  # type: ignore[arg-type]
                     got = fp.readinto(memoryview(buf).cast("B"))
             except OSError as exc:
-                raise DicomDecodeError(f"cannot read pixel data ({exc})", source=h.path) from exc
+                raise DicomDecodeError(f"cannot read pixel data ({exc})", source=h.label) from exc
             if got != buf.nbytes:
                 raise DicomDecodeError(f"truncated pixel data: {got} of {buf.nbytes} bytes",
-                                       source=h.path)
+                                       source=h.label)
             return _mask_bits(buf, bits_stored, signed).reshape(h.rows, h.columns)
         return self._decode_with_pydicom(h, bits_stored, signed)
 
@@ -243,16 +243,20 @@ class SliceDecoder:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(h.path)
-                arr = ds.pixel_array
+                if h.frame_index is None:
+                    arr = pydicom.dcmread(h.path).pixel_array
+                else:  # one frame of a multi-frame object, without decoding the others
+                    from pydicom.pixels import pixel_array
+
+                    arr = pixel_array(h.path, index=h.frame_index)
         except Exception as exc:  # decoder plugins raise many types
             raise DicomDecodeError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
-                                   source=h.path) from exc
+                                   source=h.label) from exc
         if arr.shape != (h.rows, h.columns):
             raise DicomDecodeError(f"decoded pixel array has shape {arr.shape}, header declares "
-                                   f"{h.rows} x {h.columns}", source=h.path)
+                                   f"{h.rows} x {h.columns}", source=h.label)
         if arr.dtype.kind not in "iu":
-            raise UnsupportedDicomError(f"non-integer pixel data ({arr.dtype})", source=h.path)
+            raise UnsupportedDicomError(f"non-integer pixel data ({arr.dtype})", source=h.label)
         if h.transfer_syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
                                  "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
             # Native data: pydicom masks already; masking again is idempotent and cheap.
@@ -294,7 +298,7 @@ class SliceDecoder:
                 return np.asarray(apply_modality_lut(stored, ds)).astype(np.float64)
         except Exception as exc:
             raise DicomDecodeError(f"invalid Modality LUT Sequence ({exc})",
-                                   source=h.path) from exc
+                                   source=h.label) from exc
 
 
 def check_looks_like_hu(hu: np.ndarray, source: str) -> list[str]:
