@@ -128,3 +128,31 @@ def test_write_scan_qa_on_a_real_pipeline_result(batch_inputs, tmp_path):
     png, page = write_scan_qa(result, tmp_path, scan_id="S-real")
     assert png.stat().st_size > 10_000
     assert_self_contained(page.read_text(encoding="utf-8"))
+
+
+@pytest.mark.realdata
+def test_real_covid_slice(chest_dir, tmp_path):
+    """A real COVID-19 CT slice (TCIA COVID-19-NY-SBU, dense bilateral disease): one axial
+    panel without reformats, GGO and consolidation fills present, report self-contained."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lesionquant.qa._display import COLOURS, FILL_ALPHA
+
+    src = chest_dir / "tcia-covid19-ny-sbu-axial-slices" / "A046441_19010101-23.dcm"
+    result = lesionquant.quantify(str(src))
+    assert result.scan.acquisition.image_type[:1] == ("ORIGINAL",)
+    png, page = write_scan_qa(result, tmp_path, scan_id="S-covid")
+    text = page.read_text(encoding="utf-8")
+    assert_self_contained(text)
+    assert "A046441" not in text and str(src.parent) not in text
+    pix = np.asarray(Image.open(io.BytesIO(png.read_bytes())).convert("RGB")).astype(float)
+    assert pix.shape == (1250, 2000, 3)
+    for key, colour in (("ggo_ml", COLOURS["ggo"]), ("consolidation_ml", COLOURS["consolidation"])):
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], float)
+        rest = pix[80:1210] - rgb * FILL_ALPHA
+        filled = int(((rest.max(axis=-1) - rest.min(axis=-1)) < 10).sum())
+        if result[key] > 1.0:
+            assert filled > 500, (key, filled)

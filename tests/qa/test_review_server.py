@@ -192,3 +192,26 @@ def test_empty_and_corrupt_folders(tmp_path):
     (tmp_path / "verdicts.json").write_text("[]", encoding="utf-8")
     with pytest.raises(InvalidInputError, match="not a lesionquant verdicts file"):
         ReviewServer(tmp_path, port=0)
+
+
+def test_viewer_refuses_derived_images(batch_out, batch_inputs, monkeypatch):
+    """The viewer renders nothing of a derived / secondary-capture series either."""
+    import dataclasses
+
+    import lesionquant
+    from lesionquant.scan import Acquisition
+
+    real_load = lesionquant.load_scan
+
+    def load_derived(source, series_uid=None, **kw):
+        scan = real_load(source, series_uid=series_uid, **kw)
+        return dataclasses.replace(scan, acquisition=Acquisition(
+            modality="CT", image_type=("DERIVED", "SECONDARY", "SCREENSHOT")))
+
+    monkeypatch.setattr(lesionquant, "load_scan", load_derived)
+    with ReviewServer(batch_out, port=0, inputs=batch_inputs).start() as srv:
+        scan_id = json.loads(_get(srv.url + "api/scans")[1])["scans"][0]["id"]
+        detail = json.loads(_get(f"{srv.url}api/scans/{scan_id}")[1])
+        assert detail["volume"] is None and "derived or secondary-capture" in detail["error"]
+        status, body, _ = _get(f"{srv.url}api/scans/{scan_id}/ct/0.png")
+        assert status == 409 and b"burned-in" in body
