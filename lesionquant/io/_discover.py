@@ -12,7 +12,8 @@ Choice rules (a series is *excluded* with a reason, else it is a *candidate*):
   when forced by UID).
 * ImageType DERIVED or SECONDARY (maps, screenshots that can carry burned-in patient data):
   excluded (refused even when forced).
-* Enhanced multi-frame CT: excluded (not supported: see docs/loader.md).
+* Multi-frame CT whose per-frame functional groups cannot be read: excluded (refused). Readable
+  enhanced / legacy-converted multi-frame CT is expanded into one slice per frame.
 * LOCALIZER (scout) images and non-axial reformats: excluded (loadable when forced by UID).
 
 Among candidates the best covers the most of the body axis up to full lung coverage
