@@ -9,7 +9,7 @@ landmark                  depth below apex (adult, ``patient_scale=1``)
 ========================  ==========================================================
 lung apex                 0 mm
 carina                    75 mm
-heart centre              165 mm (centre shifted 22 mm to the patient's left)
+heart centre              165 mm (centre 30 mm to the patient's left, 32 mm anterior)
 right / left dome top     192 / 204 mm (the right hemidiaphragm is higher: liver)
 posterior recesses        ~265 mm (costophrenic recesses lowest dorsally)
 ========================  ==========================================================

@@ -16,7 +16,6 @@ by the table increment, so a reader must resample to get an orthogonal volume ba
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 from pathlib import Path
@@ -55,6 +54,7 @@ def write_dicom_series(
     kernel: str = "STANDARD",
     overwrite: bool = False,
     prefix: str = "CT",
+    uid_seed: str | None = None,
 ) -> list[Path]:
     """Write a 3D CT image (HU) as a DICOM CT Image Storage series, one file per slice.
 
@@ -84,6 +84,9 @@ def write_dicom_series(
         Replace existing files of the same names instead of raising.
     prefix : str
         File-name prefix.
+    uid_seed : str, optional
+        Derive every generated UID from this text (reproducible files, e.g. the shipped
+        samples); random UIDs otherwise.
 
     Returns
     -------
@@ -136,16 +139,20 @@ def write_dicom_series(
             if f.exists():
                 raise OutputExistsError("file exists (pass overwrite=True)", source=f)
 
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
-    frame_uid = generate_uid()
-    now = _dt.datetime.now(_dt.timezone.utc)
+    def new_uid(*role: object) -> str:
+        if uid_seed is None:
+            return generate_uid()
+        return generate_uid(entropy_srcs=[str(uid_seed), *map(str, role)])
+
+    study_uid = study_uid or new_uid("study")
+    series_uid = series_uid or new_uid("series", series_number)
+    frame_uid = new_uid("frame", series_number)
     hu_min, hu_max = int(stored.min() + RESCALE_INTERCEPT), int(stored.max() + RESCALE_INTERCEPT)
     logger.info("writing %d slices to %s (tilt %.1f deg, %s)", nz, folder, tilt,
                 compress or "uncompressed")
     for k in range(nz):
         ds = pydicom.Dataset()
-        sop_uid = generate_uid()
+        sop_uid = new_uid("sop", series_number, k)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
         meta.MediaStorageSOPInstanceUID = sop_uid
@@ -154,8 +161,8 @@ def write_dicom_series(
         ds.file_meta = meta
         ds.SpecificCharacterSet = "ISO_IR 100"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceCreationDate = now.strftime("%Y%m%d")
-        ds.InstanceCreationTime = now.strftime("%H%M%S")
+        ds.InstanceCreationDate = study_date
+        ds.InstanceCreationTime = study_time
         ds.SOPClassUID = CT_IMAGE_STORAGE
         ds.SOPInstanceUID = sop_uid
         ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study_date
@@ -209,7 +216,7 @@ def write_dicom_series(
                             f"HU range {hu_min}..{hu_max}")
         ds.PixelData = stored[k].tobytes()
         if syntax[compress] is not None:
-            ds.compress(syntax[compress], stored[k])
+            ds.compress(syntax[compress], stored[k], generate_instance_uid=False)
         tmp = files[k].with_name(f".{files[k].name}.tmp")
         ds.save_as(tmp, enforce_file_format=True)
         os.replace(tmp, files[k])

@@ -84,6 +84,7 @@ def make_lesions(
     bronchograms: bool = True,
     edge_mm: float = 0.7,
     max_radius_mm: float | None = None,
+    pattern_pct: float | None = None,
 ) -> LesionModel:
     """Draw COVID-19-like lesions inside a lung mask.
 
@@ -111,6 +112,10 @@ def make_lesions(
         Gaussian sigma of the partial-volume edge of the fill field, mm.
     max_radius_mm : float, optional
         Largest blob radius; default grows with the burden.
+    pattern_pct : float, optional
+        Burden the set of blobs is drawn for (default ``target_lesion_pct``). With the
+        same seed and ``pattern_pct``, a lower ``target_lesion_pct`` gives the same lesions
+        shrunk in place (a follow-up visit of a resolving pneumonia).
 
     Returns
     -------
@@ -128,7 +133,8 @@ def make_lesions(
         return LesionModel(classes, fill, bronch, 0)
 
     voxel_mm3 = float(np.prod(spacing))
-    target_mm3 = n_target * voxel_mm3
+    pattern = target_lesion_pct if pattern_pct is None else max(pattern_pct, target_lesion_pct)
+    target_mm3 = n_lung * pattern / 100.0 * voxel_mm3
 
     # --- where lesions start: subpleural, dorsal, basal -----------------------------------
     dist_mm = ndi.distance_transform_edt(lung_bool, sampling=spacing).astype(np.float32)
@@ -146,7 +152,7 @@ def make_lesions(
     # lesion scale from the lung's extent (a thin slab keeps in-plane sizes realistic)
     extent_mm = (np.ptp(zyx, axis=0) + 1.0) * spacing
     span = float(np.sort(extent_mm)[-2])  # second largest extent (width of one lung-ish)
-    r_max = max_radius_mm or float(np.clip(0.10 * span * (1 + 3 * target_lesion_pct / 100),
+    r_max = max_radius_mm or float(np.clip(0.10 * span * (1 + 3 * pattern / 100),
                                            8.0, 0.35 * span))
     r_min = max(2.5, 1.5 * float(spacing[1:].min()))
     r_max = max(r_max, 1.5 * r_min)

@@ -45,6 +45,7 @@ def make_phantom(
     ggo_fraction: float = 0.7,
     crazy_paving: bool = False,
     consolidation_in_ggo: bool = True,
+    lesion_pattern_pct: float | None = None,
     contrast: bool = False,
     outside_fov_hu: int = -3024,
     table: bool = True,
@@ -74,6 +75,9 @@ def make_phantom(
         Fraction of lesion volume that is GGO; the rest is consolidation.
     crazy_paving, consolidation_in_ggo : bool
         Lesion patterns, see :func:`lesionquant.synth.insert_lesions`.
+    lesion_pattern_pct : float, optional
+        Burden the lesion pattern is drawn for; with the same seed, a lower
+        ``lesion_burden_pct`` shrinks the same lesions in place (follow-up visit).
     contrast : bool
         Contrast-enhanced blood (~220 HU) instead of non-contrast (~40 HU).
     outside_fov_hu : int
@@ -118,7 +122,10 @@ def make_phantom(
     fx = max(1, round(1.4 / sx))
     fy = max(1, round(1.4 / sy))
     fz = max(1, round(2.0 / sz))
-    cshape = (int(np.ceil(nz / fz)), int(np.ceil(ny / fy)), int(np.ceil(nx / fx)))
+    # thick slices (> 2 mm) are painted on `sub` thinner sub-slices and averaged: the
+    # slice sensitivity profile, so thin vessels are diluted as on a real thick-slice scan
+    sub = int(np.ceil(sz / 2.0)) if fz == 1 else 1
+    cshape = (int(np.ceil(nz / fz)) * sub, int(np.ceil(ny / fy)), int(np.ceil(nx / fx)))
     csp = (nz * sz / cshape[0], ny * sy / cshape[1], nx * sx / cshape[2])
     corg = (origin[0] - sx / 2 + csp[2] / 2, origin[1] - sy / 2 + csp[1] / 2,
             origin[2] - sz / 2 + csp[0] / 2)
@@ -130,9 +137,12 @@ def make_phantom(
     )
     hu, labels = _paint_anatomy(grid, rng, patient_scale, contrast, table,
                                 nz * sz, lesion_burden_pct, ggo_fraction,
-                                crazy_paving, consolidation_in_ggo)
+                                crazy_paving, consolidation_in_ggo, lesion_pattern_pct)
     t1 = time.perf_counter()
 
+    if sub > 1:  # average the sub-slices; the truth is the centre sub-slice's label
+        hu = hu.reshape(nz, sub, *hu.shape[1:]).mean(axis=1, dtype=np.float32)
+        labels = np.ascontiguousarray(labels.reshape(nz, sub, *labels.shape[1:])[:, sub // 2])
     # upsample: HU trilinear (partial volume), labels nearest
     hu_full = resize(hu, (nz, ny, nx), order=1)
     del hu
@@ -169,6 +179,7 @@ def make_phantom(
                   lesion_burden_pct=float(lesion_burden_pct), ggo_fraction=float(ggo_fraction),
                   crazy_paving=bool(crazy_paving),
                   consolidation_in_ggo=bool(consolidation_in_ggo), contrast=bool(contrast),
+                  lesion_pattern_pct=lesion_pattern_pct,
                   outside_fov_hu=int(outside_fov_hu), table=bool(table))
     ph = Phantom(
         image=image, labels=lab_img,
@@ -198,7 +209,7 @@ def _side_counts(lab: np.ndarray, img_side: str) -> int:
 
 
 def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_fraction,
-                   crazy_paving, consolidation_in_ggo):
+                   crazy_paving, consolidation_in_ggo, pattern_pct):
     """Paint HU and labels on the coarse grid. Returns (hu float32, labels uint8)."""
     x, y, z = grid.x, grid.y, grid.z
     shape = grid.shape
@@ -291,8 +302,8 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     hu[sternum & sternum_in] = MARROW
 
     # heart (ellipsoid, shifted left and anterior) in epicardial fat
-    hc = (22.0 * s, -22.0 * s + y0, 165.0 * s)
-    heart_r = ((x - hc[0]) / (62.0 * s)) ** 2 + ((y - hc[1]) / (50.0 * s)) ** 2 + (
+    hc = (30.0 * s, -32.0 * s + y0, 165.0 * s)
+    heart_r = ((x - hc[0]) / (56.0 * s)) ** 2 + ((y - hc[1]) / (44.0 * s)) ** 2 + (
         (t - hc[2]) / (50.0 * s)) ** 2
     heart_fat = heart_r <= 1.25
     heart = heart_r <= 1.0
@@ -385,7 +396,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     # fine texture (sub-resolution vessels and septa) plus slow regional variation
     tex = smooth_field(shape, rng, tuple(2.0 / np.array(grid.spacing_zyx)))
     tex_slow = smooth_field(shape, rng, tuple(12.0 / np.array(grid.spacing_zyx)))
-    par = PARENCHYMA_HU + DEPENDENT_HU * post_n ** 1.5 + 18.0 * tex + 10.0 * tex_slow
+    par = PARENCHYMA_HU + DEPENDENT_HU * post_n ** 1.5 + 8.0 * tex + 10.0 * tex_slow
     hu = np.where(lung_bool, par, hu).astype(np.float32)
 
     # --- vessel and bronchial tree -----------------------------------------------------------
@@ -418,7 +429,8 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     if burden > 0:
         les = make_lesions(lungs, grid.spacing_zyx, rng, target_lesion_pct=burden,
                            ggo_fraction=ggo_fraction, crazy_paving=crazy_paving,
-                           consolidation_in_ggo=consolidation_in_ggo, bronchograms=False)
+                           consolidation_in_ggo=consolidation_in_ggo, bronchograms=False,
+                           pattern_pct=pattern_pct)
         fill = les.fill
         # air bronchograms: the real bronchi inside consolidation keep their air
         fill = np.where(bronchus_lumen & (les.classes == 2), 0.0, fill)

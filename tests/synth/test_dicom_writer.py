@@ -75,6 +75,18 @@ def test_shared_study_uid_and_refusal_to_overwrite(small, tmp_path):
     write_dicom_series(small.image, tmp_path / "a", overwrite=True)
 
 
+def test_uid_seed_makes_files_reproducible(small, tmp_path):
+    kw = dict(compress="jpeg2000", uid_seed="case-1", study_date="20200101")
+    a = write_dicom_series(small.image, tmp_path / "a", **kw)
+    b = write_dicom_series(small.image, tmp_path / "b", **kw)
+    assert [f.read_bytes() for f in a] == [f.read_bytes() for f in b]
+    ds = pydicom.dcmread(a[3])
+    assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEG2000Lossless
+    c = write_dicom_series(small.image, tmp_path / "c", compress="jpeg2000")
+    assert pydicom.dcmread(c[3]).SOPInstanceUID != ds.SOPInstanceUID
+
+
 def test_gantry_tilt_is_written_like_a_tilted_scanner(tmp_path):
     ph = make_phantom(size_xyz=(64, 65, 24), spacing_mm=(5.6, 5.6, 10.0), seed=1,
                       noise_hu=0.0)
