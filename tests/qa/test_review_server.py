@@ -175,10 +175,18 @@ def test_cli_review_subprocess(batch_out, batch_inputs):
         proc.wait(timeout=10)
 
 
-def test_cli_review_bad_folder(tmp_path):
+def test_cli_review_bad_folder_and_busy_port(tmp_path, caplog):
+    import socket
+
     from lesionquant.cli import main
 
     assert main(["review", str(tmp_path / "nope"), "--no-browser"]) == 1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["review", str(tmp_path), "--port", str(port), "--no-browser"]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
 
 
 def test_empty_and_corrupt_folders(tmp_path):
