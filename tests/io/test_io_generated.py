@@ -317,3 +317,39 @@ def test_several_studies_warn(tmp_path):
     write_series(tmp_path / "b", _phantom(nz=4), study_uid="1.2.3.2")
     scan = load_scan(tmp_path)
     assert any("2 studies found" in w for w in scan.warnings)
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_tilt_about_either_axis_puts_a_sphere_where_it_is(tmp_path, axis):
+    """Planes tilted 15 degrees, positions stepping along z: sphere volume and centre kept."""
+    t = np.radians(15.0)
+    if axis == "x":  # tilt about left-right: the column direction leaves the axial plane
+        r, c = np.array([1.0, 0, 0]), np.array([0, np.cos(t), -np.sin(t)])
+    else:  # tilt about anterior-posterior: the row direction leaves the axial plane
+        r, c = np.array([np.cos(t), 0, -np.sin(t)]), np.array([0, 1.0, 0])
+    center, radius = np.array([5.0, -3.0, 40.0]), 20.0
+    ii, jj = np.meshgrid(np.arange(80), np.arange(80), indexing="xy")  # (y, x) arrays
+    slices, positions = [], []
+    for k in range(45):
+        pos = np.array([-35.0, -43.0, 0.0 + 2.0 * k])
+        pts = pos + ii[..., None] * r + jj[..., None] * c  # 1 mm pixels
+        dist = np.linalg.norm(pts - center, axis=-1)
+        inside = np.clip(radius - dist + 0.5, 0.0, 1.0)  # 1 mm partial-volume edge
+        hu = 40.0 - 840.0 * inside
+        hu[:2, :2] = -1000  # some air
+        slices.append(hu)
+        positions.append(pos)
+    write_series(tmp_path, np.rint(np.stack(slices)), positions=positions,
+                 orientation=(*r, *c), spacing_mm=(1.0, 1.0, 2.0))
+    scan = load_scan(tmp_path)
+    assert scan.acquisition.gantry_tilt_deg == pytest.approx(15.0, abs=0.01)
+    a = sitk.GetArrayFromImage(scan.image)
+    from scipy import ndimage
+
+    labels, _ = ndimage.label((a < -380) & (a > -950))  # not the -1024 fill outside the field
+    mask = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    volume_ml = mask.sum() * scan.voxel_volume_ml
+    assert volume_ml == pytest.approx(4 / 3 * np.pi * radius**3 / 1000, rel=0.02)
+    idx = np.argwhere(mask)[:, ::-1].mean(axis=0)
+    got = np.array(scan.image.TransformContinuousIndexToPhysicalPoint(tuple(idx)))
+    np.testing.assert_allclose(got, center, atol=0.3)
