@@ -353,3 +353,11 @@ def test_tilt_about_either_axis_puts_a_sphere_where_it_is(tmp_path, axis):
     idx = np.argwhere(mask)[:, ::-1].mean(axis=0)
     got = np.array(scan.image.TransformContinuousIndexToPhysicalPoint(tuple(idx)))
     np.testing.assert_allclose(got, center, atol=0.3)
+
+
+def test_warnings_are_logged(tmp_path, caplog):
+    write_series(tmp_path, _phantom(nz=1))
+    with caplog.at_level("WARNING", logger="lesionquant.io"):
+        scan = load_scan(tmp_path)
+    assert scan.warnings and all(w in caplog.text for w in scan.warnings)
+    assert "TEST-ID-123" not in caplog.text and "Test^Patient" not in caplog.text
