@@ -31,6 +31,7 @@ import numpy as np
 
 from lesionquant.errors import GeometryError
 from lesionquant.io._header import SliceHeader
+from lesionquant.io._pixels import new_volume
 
 __all__ = [
     "DUPLICATE_TOL_MM",
@@ -281,11 +282,13 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
         data, origin_frame = _shear_correct(data, plan.drift_mm, dx, dy, fill_hu)
     if plan.resample_z:
         data = _resample_stack(data, plan)
-    if data.dtype != out_dtype:
+    if data is not volume:  # resampled: write into a new image's buffer (no extra copy)
         if out_dtype.kind == "i":
             np.rint(data, out=data)
-        data = data.astype(out_dtype, copy=False)
-    if image is None or data is not volume:
+        image, view = new_volume(data.shape, out_dtype)
+        view[...] = data
+        del view, data
+    elif image is None:
         image = sitk.GetImageFromArray(data)
     r, c, n = plan.axes
     image.SetSpacing((float(dx), float(dy), float(dz)))
