@@ -87,7 +87,7 @@ def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()
         warns.append(f"{source}: {len(others)} identical duplicate slice(s) of "
                      f"{headers[kept].label} dropped")
     warns.extend(check_looks_like_hu(volume, source))
-    result = build_image(volume, plan, image=image)
+    result = build_image(volume, plan, image=image, source=source)
     del volume  # the writable view must not outlive the image it points into
     image = result
     for w in warns:

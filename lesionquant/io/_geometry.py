@@ -31,7 +31,7 @@ import numpy as np
 
 from lesionquant.errors import GeometryError
 from lesionquant.io._header import SliceHeader
-from lesionquant.io._pixels import new_volume
+from lesionquant.io._pixels import MAX_VOLUME_VOXELS, new_volume
 
 __all__ = [
     "DUPLICATE_TOL_MM",
@@ -53,7 +53,8 @@ MAX_GAP_RATIO = 3.0
 """A gap larger than this multiple of the median gap is a missing-slices error."""
 TILT_TOL_VOXELS = 0.1
 """In-plane drift across the whole stack below this (in voxels) is not treated as tilt."""
-AXIS_TOL = 1e-3
+MAX_TILT_DEG = 45.0
+"""Steeper apparent tilts are not a gantry tilt but inconsistent positions: refused."""
 
 
 def orientation_key(orientation: Sequence[float] | None) -> tuple[float, ...] | None:
@@ -217,6 +218,10 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
     drift_vox = np.abs(drift[-1]) / np.array([dx, dy])
     tilt = math.degrees(math.atan(float(np.hypot(*coef[0]))))
     correct_tilt = bool(np.any(drift_vox > TILT_TOL_VOXELS))
+    if tilt > MAX_TILT_DEG:
+        raise GeometryError(f"slice positions step mostly within the slice plane (tilt "
+                            f"{tilt:.0f} deg > {MAX_TILT_DEG:g}); not a stack of slices",
+                            source=source)
     if correct_tilt:
         stated = first.gantry_tilt_deg
         warns.append(
@@ -247,7 +252,7 @@ def _resample_stack(volume: np.ndarray, plan: StackPlan) -> np.ndarray:
 
 
 def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0,
-                image=None):
+                image=None, source: str | None = None):
     """Turn the sorted slice stack into a SimpleITK image on an orthogonal grid.
 
     Tilt is corrected first (each acquired slice shifted in its plane), then irregular
@@ -264,6 +269,8 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
     image : SimpleITK.Image, optional
         The image whose buffer ``volume`` is (see :func:`lesionquant.io._pixels.new_volume`);
         returned with its geometry set when no resampling is needed (no copy).
+    source : str, optional
+        Named in error messages.
 
     Returns
     -------
@@ -279,7 +286,7 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
     data = volume
     origin_frame = np.zeros(3)
     if plan.correct_tilt:
-        data, origin_frame = _shear_correct(data, plan.drift_mm, dx, dy, fill_hu)
+        data, origin_frame = _shear_correct(data, plan.drift_mm, dx, dy, fill_hu, source)
     if plan.resample_z:
         data = _resample_stack(data, plan)
     if data is not volume:  # resampled: write into a new image's buffer (no extra copy)
@@ -299,7 +306,7 @@ def build_image(volume: np.ndarray, plan: StackPlan, *, fill_hu: float = -1024.0
 
 
 def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float,
-                   fill_hu: float) -> tuple[np.ndarray, np.ndarray]:
+                   fill_hu: float, source: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Shift every slice in its plane by its drift (bilinear), onto one covering grid.
 
     In the slice frame ``(r, c, n)`` relative to the first slice, stored pixel ``(i, j)`` of
@@ -319,6 +326,9 @@ def _shear_correct(data: np.ndarray, drift: np.ndarray, dx: float, dy: float,
     hi = drift.max(axis=0) + np.array([(n_x - 1) * dx, (n_y - 1) * dy])
     size_x = math.ceil((hi[0] - lo[0]) / dx - 1e-6) + 1
     size_y = math.ceil((hi[1] - lo[1]) / dy - 1e-6) + 1
+    if n_z * size_y * size_x > MAX_VOLUME_VOXELS:
+        raise GeometryError(f"tilt correction would need a {size_x} x {size_y} x {n_z} grid "
+                            "(beyond the size limit)", source=source)
     out = np.empty((n_z, size_y, size_x), dtype=np.float32)
     for k in range(n_z):
         offset = ((lo[1] - drift[k, 1]) / dy, (lo[0] - drift[k, 0]) / dx)

@@ -361,3 +361,10 @@ def test_warnings_are_logged(tmp_path, caplog):
         scan = load_scan(tmp_path)
     assert scan.warnings and all(w in caplog.text for w in scan.warnings)
     assert "TEST-ID-123" not in caplog.text and "Test^Patient" not in caplog.text
+
+
+def test_positions_stepping_in_plane_refused(tmp_path):
+    pos = [(3.0 * k, 0.0, 0.5 * k) for k in range(4)]  # 80 degrees from the normal
+    write_series(tmp_path, _phantom(nz=4), positions=pos)
+    with pytest.raises(GeometryError, match="not a stack"):
+        load_scan(tmp_path)
