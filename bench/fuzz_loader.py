@@ -1,8 +1,9 @@
 """Fuzz the DICOM header parsing and loading for minutes (outside CI).
 
 Runs the properties of ``tests/io/test_io_fuzz.py`` with many random examples: structured
-header values (sizes, bit depths, rescale, geometry strings, image type) and mutated bytes of a
-valid CT file (truncations, byte flips). Every input must load or raise a LesionQuantError;
+header values (sizes, bit depths, rescale, geometry strings, image type), mutated bytes of a
+valid CT file (truncations, byte flips) and 1-4 slice series with arbitrary positions,
+orientations and pixel spacings. Every input must load or raise a LesionQuantError;
 anything else is printed with its minimal example, to be added to the test's REGRESSIONS.
 
 Usage::
@@ -38,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
                    suppress_health_check=list(HealthCheck))
     tmp = Path(tempfile.mkdtemp(prefix="lq-fuzz-"))
     stop = [0.0]
+    count = [0]
     failures = 0
 
     @cfg
     @given(data=st.fixed_dictionaries({}, optional=fuzz.FIELDS))
     def structured(data):
         if time.monotonic() < stop[0]:
+            count[0] += 1
             fuzz.structured_header_property(tmp, data)
 
     @cfg
@@ -51,14 +54,24 @@ def main(argv: list[str] | None = None) -> int:
            flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=12))
     def mutated(cut, flips):
         if time.monotonic() < stop[0]:
+            count[0] += 1
             fuzz.mutated_bytes_property(tmp, cut, flips)
 
-    for name, prop in (("structured headers", structured), ("mutated bytes", mutated)):
+    @cfg
+    @given(**fuzz.GEOMETRY)
+    def geometry(positions, orientation, spacing):
+        if time.monotonic() < stop[0]:
+            count[0] += 1
+            fuzz.series_geometry_property(tmp, positions, orientation, spacing)
+
+    for name, prop in (("structured headers", structured), ("mutated bytes", mutated),
+                       ("series geometry", geometry)):
         start = time.monotonic()
         stop[0] = start + args.seconds
+        count[0] = 0
         try:
             prop()
-            print(f"{name}: no failure ({time.monotonic() - start:.0f} s)")
+            print(f"{name}: no failure in {count[0]} inputs ({time.monotonic() - start:.0f} s)")
         except Exception:  # report and continue with the next property
             failures += 1
             print(f"{name}: FAILURE\n{traceback.format_exc()}")

@@ -98,6 +98,38 @@ def mutated_bytes_property(tmp_path, cut: int, flips: list[tuple[int, int]]) -> 
     check_bytes(bytes(data), tmp_path)
 
 
+def series_geometry_property(folder, positions: list, orientation: list,
+                             spacing: list) -> None:
+    """A 3-slice series with arbitrary positions / orientation / spacing."""
+    for f in folder.glob("s*.dcm"):
+        f.unlink()
+    hu = np.full((8, 8), -1000, np.int16)
+    hu[2:6, 2:6] = 40
+    for k, pos in enumerate(positions):
+        ds = ct_dataset(hu + 1024, position=pos, orientation=orientation, spacing_mm=spacing,
+                        series_uid="1.2.3.4", instance=k + 1)
+        ds.save_as(folder / f"s{k}.dcm", enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            scan = load_scan(folder)
+        except LesionQuantError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert scan.image.GetDimension() == 3
+
+
+_coord = st.floats(-1e4, 1e4, allow_nan=False)
+_cos = st.floats(-1.0, 1.0, allow_nan=False)
+GEOMETRY = {
+    "positions": st.lists(st.lists(_coord, min_size=3, max_size=3), min_size=1, max_size=4),
+    "orientation": st.one_of(
+        st.sampled_from([[1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1]]),
+        st.lists(_cos, min_size=6, max_size=6)),
+    "spacing": st.lists(st.floats(1e-3, 50.0), min_size=2, max_size=2),
+}
+
+
 FUZZ_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -113,6 +145,12 @@ def test_fuzz_structured_headers(tmp_path, data):
        flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8))
 def test_fuzz_mutated_bytes(tmp_path, cut, flips):
     mutated_bytes_property(tmp_path, cut, flips)
+
+
+@FUZZ_SETTINGS
+@given(**GEOMETRY)
+def test_fuzz_series_geometry(tmp_path, positions, orientation, spacing):
+    series_geometry_property(tmp_path, positions, orientation, spacing)
 
 
 # Regression inputs found by bench/fuzz_loader.py (each once raised an untyped exception).
