@@ -409,12 +409,12 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         if cand.shape[0] == 0:
             continue
         for art, dz in ((True, 0.0), (False, -15.0 * s)):
-            n_term = int(min(6000, cand.shape[0]))
+            n_term = int(min(3500, cand.shape[0]))
             pick = cand[rng.choice(cand.shape[0], size=n_term, replace=False)]
             pick = pick + rng.uniform(-0.5, 0.5, pick.shape) * np.array(grid.spacing_zyx)
             roots.append(((hil[0] + dz, hil[1] + (0.0 if art else -10.0 * s), hil[2]),
                           pick, art))
-    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=0.42)
+    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=0.5)
     region = lung_bool | vessel_mask
     tissue, lumen = rasterise_tree(grid, tree, region)
     in_chest = lung_bool | ((hu < -50) & cavity & chest_z)
