@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionquant._version import __version__
 from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job, expand_inputs
 from lesionquant.batch._process import RunContext, process_job
@@ -219,6 +220,11 @@ def _plan(out: Path, jobs: list[Job], settings: Settings, *, resume: bool, overw
                 f"{job.scan_id} was measured with other settings ({_diff(have, want)}); "
                 "one output folder holds one configuration: use --overwrite or another folder",
                 source=out)
+        version = rec.get("provenance", {}).get("package_version")
+        if version != __version__:
+            logger.warning("%s: %s was measured with lesionquant %s, this is %s; the tables "
+                           "will mix versions (use --overwrite to recompute)", out, job.scan_id,
+                           version, __version__)
     done_ids = {j.scan_id for j in complete}
     return [j for j in jobs if j.scan_id not in done_ids], complete
 
