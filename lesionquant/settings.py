@@ -75,7 +75,8 @@ class Settings:
         the density continues inward, mm. Default 2 mm.
     vessel_sigma_mm : tuple of float
         Gaussian scales of the Hessian vesselness that removes dense tubular structures
-        (vessels) from consolidation, mm; empty disables it. Default (1.5, 3.0).
+        (vessels) from consolidation, mm; empty disables it. Default (3.0,); thinner vessels
+        are caught by the top-hat.
     vessel_threshold : float
         Vesselness above which a dense voxel is vessel, in [0, 1]. Default 0.3.
     background_mm : float
@@ -100,7 +101,7 @@ class Settings:
     min_lung_area_cm2: float = 30.0
     lesion_opening_mm: float = 1.5
     rim_mm: float = 2.0
-    vessel_sigma_mm: tuple[float, ...] = (1.5, 3.0)
+    vessel_sigma_mm: tuple[float, ...] = (3.0,)
     vessel_threshold: float = 0.3
     background_mm: float = 6.0
     dependent_correction_max_hu: float = 80.0

@@ -270,6 +270,11 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     if any(rim):
         inner = _box(lung, rim, "erode")
         cand &= _box(cand & inner, rim, "dilate")
+    # Edges: the background blurs a lesion's border inwards; voxels within 1 mm of a
+    # lesion whose own density is in a band (and that are not thin bright structures in
+    # normal lung) are lesion too.
+    own_raw = (hu - corr >= g_lo) & (hu < c_hi)
+    cand |= lung & own_raw & ~thin & _box(cand, one, "dilate")
     # Minimum lesion size.
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_vox = s.min_lesion_volume_ml / voxel_ml

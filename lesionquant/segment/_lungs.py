@@ -61,6 +61,9 @@ RIGHT, LEFT = 1, 2
 _CROSS = ndimage.generate_binary_structure(3, 1)
 _INPLANE = np.zeros((3, 3, 3), bool)
 _INPLANE[1] = ndimage.generate_binary_structure(2, 1)
+#: Full-resolution lung surface threshold: about the partial-volume midpoint between
+#: aerated parenchyma (-850 HU) and soft tissue (+40 HU), HU.
+_SURFACE_HU = -400.0
 #: An airway grown beyond this is leaking into the lung, mL.
 _AIRWAY_MAX_ML = 250.0
 
@@ -96,10 +99,10 @@ def segment_lungs(image: sitk.Image, settings: Settings | None = None) -> sitk.I
     factors = block_factors(spacing, s.work_spacing_mm)
     low, fov = block_mean(hu, factors)
     low_sp = tuple(sp * f for sp, f in zip(spacing, factors, strict=True))
-    labels_low, aerated_low, excluded_low = _lungs_lowres(low, fov, low_sp, s)
+    labels_low, aerated_low, excluded_low, airway_low = _lungs_lowres(low, fov, low_sp, s)
     if not labels_low.any():
         raise NoLungError("no air-filled lung found in the scan", source="segment_lungs")
-    labels = _refine(labels_low, aerated_low, excluded_low, hu, factors, s)
+    labels = _refine(labels_low, aerated_low, excluded_low, airway_low, hu, factors, s)
     area_cm2 = np.count_nonzero(labels.reshape(labels.shape[0], -1), axis=1).max() * (
         spacing[1] * spacing[2] / 100.0
     )
@@ -167,7 +170,7 @@ def _lungs_lowres(
     lab, n = ndimage.label(cand, structure=_CROSS)
     if n == 0:
         empty = np.zeros(low.shape, bool)
-        return np.zeros(low.shape, np.uint8), empty, empty
+        return np.zeros(low.shape, np.uint8), empty, empty, empty
     idx = lab.ravel()
     count = np.bincount(idx, minlength=n + 1).astype(np.float64)
     mean = np.bincount(idx, weights=low.ravel(), minlength=n + 1) / np.maximum(count, 1)
@@ -196,10 +199,11 @@ def _lungs_lowres(
         n, int(keep.sum()), lung.sum() * voxel_ml, cropped, airway.sum() * voxel_ml,
     )
     if not lung.any():
-        return np.zeros(low.shape, np.uint8), lung, excluded
+        return np.zeros(low.shape, np.uint8), lung, excluded, airway
     labels = _split(lab, keep, lung, body_filled, sp)
     labels = _recover_dense(labels, low, excluded | ~inside, sp, s)
-    return labels, lung, excluded
+    near_airway = ndimage.binary_dilation(airway, structure=_CROSS, iterations=2)
+    return labels, lung, excluded, near_airway
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -348,6 +352,18 @@ def _closing(mask: np.ndarray, radius_mm: float, sp: tuple[float, float, float])
     return closed[pad[0]:-pad[0], pad[1]:-pad[1], pad[2]:-pad[2]] | mask
 
 
+def _between_lungs(labels: np.ndarray) -> np.ndarray:
+    """The mediastinum proxy: in each image row (z, y), the voxels strictly between the
+    right lung's most medial voxel and the left lung's (rows holding both lungs)."""
+    x = np.arange(labels.shape[2])
+    right, left = labels == RIGHT, labels == LEFT
+    r_max = np.where(right.any(axis=2), np.where(right, x, -1).max(axis=2), -1)
+    l_min = np.where(left.any(axis=2), np.where(left, x, labels.shape[2]).min(axis=2), -1)
+    both = (r_max >= 0) & (l_min >= 0) & (l_min > r_max)
+    xx = x[None, None, :]
+    return both[..., None] & (xx > r_max[..., None]) & (xx < l_min[..., None])
+
+
 def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
                    sp: tuple[float, float, float], s: Settings) -> np.ndarray:
     """Bring dense lung (consolidation, dependent density) back into each lung.
@@ -358,7 +374,7 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     filled whatever their density. Closing additions must be below ``dense_lung_max_hu``;
     nothing is taken from the other lung, the airway, gas or outside the body.
     """
-    allowed = (low < s.dense_lung_max_hu) & ~forbidden
+    allowed = (low < s.dense_lung_max_hu) & ~forbidden & ~_between_lungs(labels)
     out = labels.copy()
     r = s.lung_closing_mm
     pad = [int(np.ceil(r / v)) + 2 for v in sp]
@@ -391,8 +407,15 @@ def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, slice, slice]:
 
 
 def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.ndarray,
-            hu: np.ndarray, factors: tuple[int, int, int], s: Settings) -> np.ndarray:
-    """Full-resolution labels: blocks copied, boundary blocks decided voxel by voxel."""
+            airway_low: np.ndarray, hu: np.ndarray, factors: tuple[int, int, int],
+            s: Settings) -> np.ndarray:
+    """Full-resolution labels: blocks copied, boundary blocks decided voxel by voxel.
+
+    In the boundary blocks a voxel is lung when it is below :data:`_SURFACE_HU` (the
+    partial-volume midpoint of parenchyma and soft tissue) or lies in a recovered dense
+    block; gas voxels (below ``gas_mean_hu + 50``) within two blocks of the airway are
+    airway lumen, not lung.
+    """
     lung_low = labels_low > 0
     inner = ndimage.binary_erosion(lung_low, structure=_CROSS, border_value=1)
     outer = ndimage.binary_dilation(lung_low, structure=_CROSS)
@@ -414,8 +437,10 @@ def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.nd
     lab = up(labels_low)
     band = up(band_low)
     sub = hu[box]
-    decide = (sub < s.lung_threshold_hu) & (sub > PADDING_HU) & ~up(excluded_low)
+    surface = min(_SURFACE_HU, s.lung_threshold_hu)
+    decide = (sub < surface) & (sub > PADDING_HU) & ~up(excluded_low)
     decide |= up(dense_low) & (sub < s.dense_lung_max_hu)
     lab = np.where(band, np.where(decide, up(nearest_low), 0), lab).astype(np.uint8)
+    lab[up(airway_low) & (sub < s.gas_mean_hu + 50.0)] = 0
     full[box] = lab
     return full

@@ -1,0 +1,82 @@
+"""Benchmark of the classical pipeline: time and peak memory per stage and in total.
+
+Usage::
+
+    python bench/bench_pipeline.py [--size 512,512,300] [--spacing 0.7,0.7,1.0] [--burden 10]
+
+A phantom (:func:`lesionquant.synth.make_phantom`) of the given matrix is written to a
+temporary NIfTI file, then each stage runs on it: ``load`` (:func:`lesionquant.load_scan`),
+``lungs``, ``lesions``, ``measure``, and the whole :func:`lesionquant.quantify` from the
+file. Peak memory is the tracemalloc peak of Python/numpy allocations per stage and the
+process ru_maxrss (includes SimpleITK's C++ buffers) at the end. Target on the 2-core
+machine: whole pipeline <= 15 s and <= 4 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+
+
+def _stage(name, fn, rows):
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rows.append((name, dt, peak / 2**30))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="512,512,300")
+    p.add_argument("--spacing", default="0.7,0.7,1.0")
+    p.add_argument("--burden", type=float, default=10.0)
+    args = p.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split(","))
+    spacing = tuple(float(v) for v in args.spacing.split(","))
+
+    import SimpleITK as sitk
+
+    import lesionquant as lq
+    from lesionquant.measure import measure
+    from lesionquant.segment import segment_lesions, segment_lungs
+    from lesionquant.synth import make_phantom
+
+    t0 = time.perf_counter()
+    ph = make_phantom(size_xyz=size, spacing_mm=spacing, seed=0,
+                      lesion_burden_pct=args.burden)
+    print(f"phantom {size} made in {time.perf_counter() - t0:.1f} s (not counted)",
+          file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "phantom.nii.gz")
+        sitk.WriteImage(ph.image, path)
+        del ph
+        rows: list[tuple[str, float, float]] = []
+        scan = _stage("load", lambda: lq.load_scan(path), rows)
+        lungs = _stage("lungs", lambda: segment_lungs(scan.image), rows)
+        labels = _stage("lesions", lambda: segment_lesions(scan.image, lungs), rows)
+        _stage("measure", lambda: measure(scan.image, labels, lungs), rows)
+        del scan, lungs, labels
+        res = _stage("quantify (whole, from file)", lambda: lq.quantify(path), rows)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\nClassical pipeline, {size[0]}x{size[1]}x{size[2]} at "
+          f"{spacing[0]}x{spacing[1]}x{spacing[2]} mm, {os.cpu_count()} CPUs\n")
+    print("| stage | time (s) | tracemalloc peak (GB) |")
+    print("|---|---|---|")
+    for name, dt, peak in rows:
+        print(f"| {name} | {dt:.2f} | {peak:.2f} |")
+    print(f"\nprocess peak RSS (ru_maxrss, whole run incl. phantom generation): {rss_gb:.2f} GB")
+    print(f"lesion {res['lesion_pct']:.2f} %, lung {res['lung_ml']:.0f} mL")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
