@@ -212,6 +212,7 @@ def _plan(out: Path, jobs: list[Job], settings: Settings, *, resume: bool, overw
                                 f"{complete[0].scan_id}); use --overwrite to replace them or "
                                 "--resume to keep them", source=out)
     want = _comparable(settings.to_dict())
+    other_versions: set[str] = set()
     for job in complete:
         rec = _outputs.read_json(out / job.scan_id / _outputs.RESULT_JSON)
         have = _comparable(rec.get("provenance", {}).get("settings", {}))
@@ -220,11 +221,12 @@ def _plan(out: Path, jobs: list[Job], settings: Settings, *, resume: bool, overw
                 f"{job.scan_id} was measured with other settings ({_diff(have, want)}); "
                 "one output folder holds one configuration: use --overwrite or another folder",
                 source=out)
-        version = rec.get("provenance", {}).get("package_version")
-        if version != __version__:
-            logger.warning("%s: %s was measured with lesionquant %s, this is %s; the tables "
-                           "will mix versions (use --overwrite to recompute)", out, job.scan_id,
-                           version, __version__)
+        other_versions.add(str(rec.get("provenance", {}).get("package_version")))
+    other_versions.discard(__version__)
+    if other_versions:
+        logger.warning("%s: results measured with lesionquant %s are kept, this is %s; the "
+                       "tables will mix versions (use --overwrite to recompute)", out,
+                       ", ".join(sorted(other_versions)), __version__)
     done_ids = {j.scan_id for j in complete}
     return [j for j in jobs if j.scan_id not in done_ids], complete
 
