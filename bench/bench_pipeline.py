@@ -60,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         sitk.WriteImage(ph.image, path)
         del ph
         rows: list[tuple[str, float, float]] = []
-        scan = _stage("load", lambda: lq.load_scan(path), rows)
-        lungs = _stage("lungs", lambda: segment_lungs(scan.image), rows)
-        labels = _stage("lesions", lambda: segment_lesions(scan.image, lungs), rows)
-        _stage("measure", lambda: measure(scan.image, labels, lungs), rows)
-        del scan, lungs, labels
+        state: dict = {}
+        state["scan"] = _stage("load", lambda: lq.load_scan(path), rows)
+        image = state["scan"].image
+        state["lungs"] = _stage("lungs", lambda: segment_lungs(image), rows)
+        state["labels"] = _stage("lesions", lambda: segment_lesions(image, state["lungs"]),
+                                 rows)
+        _stage("measure", lambda: measure(image, state["labels"], state["lungs"]), rows)
+        state.clear()
+        image = None
         res = _stage("quantify (whole, from file)", lambda: lq.quantify(path), rows)
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\nClassical pipeline, {size[0]}x{size[1]}x{size[2]} at "
