@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lesionquant._atomic import write_text_atomic
 from lesionquant.errors import LesionQuantError
 
 __all__ = [
@@ -54,33 +55,6 @@ ERRORS_DIR = ".errors"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 _LOCK_FILE = ".lock"
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically: temp file in the same folder, fsync, rename.
-
-    Parameters
-    ----------
-    path : path
-        Destination file; its folder is created when missing.
-    text : str
-        Content.
-    mode : int, optional
-        Permission bits of the new file (e.g. ``0o600`` for secrets).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

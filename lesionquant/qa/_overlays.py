@@ -108,7 +108,7 @@ class Montage:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the PNG atomically (temp file in the same folder, then ``os.replace``)."""
-        from lesionquant.qa._files import write_bytes_atomic
+        from lesionquant._atomic import write_bytes_atomic
 
         return write_bytes_atomic(Path(path), self.png)
 

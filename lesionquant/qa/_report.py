@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lesionquant._atomic import write_text_atomic
 from lesionquant._version import __version__
 from lesionquant.qa._display import COLOURS, LUNG_WINDOW, check_renderable
-from lesionquant.qa._files import write_text_atomic
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._verdicts import Verdict, load_verdicts
 

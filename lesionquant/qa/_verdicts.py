@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionquant._atomic import write_text_atomic
 from lesionquant.errors import InvalidInputError
-from lesionquant.qa._files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -240,8 +240,7 @@ def match_inputs(out_dir: Path, inputs: list[str], *, salt: str | None = None
     """
     import os
 
-    from lesionquant.batch._jobs import expand_inputs
-    from lesionquant.batch._pseudonym import SALT_ENV
+    from lesionquant.batch import SALT_ENV, expand_inputs
 
     salt_file = Path(out_dir) / ".salt"
     salt = salt or os.environ.get(SALT_ENV) or (
