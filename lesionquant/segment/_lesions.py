@@ -216,6 +216,18 @@ def _vessels(hu: np.ndarray, cand: np.ndarray, spacing: tuple[float, ...],
     return out & cand
 
 
+def _grey_opening(hu: np.ndarray, width_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
+    """Grey opening with a ``width_mm`` box, on a grid of ~1.4 mm block means (the
+    opening is smooth at that scale; 4-8x fewer voxels on thin-slice scans)."""
+    factors = block_factors(spacing, 1.4)
+    low, _ = block_mean(hu, factors)
+    sp = tuple(v * f for v, f in zip(spacing, factors, strict=True))
+    size = _window(width_mm, sp)
+    opened = ndimage.maximum_filter(ndimage.minimum_filter(low, size=size, mode="nearest"),
+                                    size=size, mode="nearest")
+    return block_upsample(opened, factors, hu.shape)
+
+
 def _box(mask: np.ndarray, half: tuple[int, ...], op: str) -> np.ndarray:
     size = tuple(2 * h + 1 for h in half)
     if all(v == 1 for v in size):
@@ -242,9 +254,7 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     # Vessels: dense structures that are thin (removed by the opening) or tubular.
     # Thin bright structures of any density (white top-hat: vessels, also the faint
     # partial-volume vessels of thick slices, fissures, airway walls) and dense tubes.
-    size_th = _window(s.background_mm, spacing)
-    base = ndimage.maximum_filter(ndimage.minimum_filter(hu, size=size_th, mode="nearest"),
-                                  size=size_th, mode="nearest")
+    base = _grey_opening(hu, s.background_mm, spacing)
     thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
     del base
     dense = lung & (hu >= c_lo)
