@@ -45,6 +45,7 @@ __all__ = [
     "dice",
     "evaluate",
     "medseg_image",
+    "targets",
     "write_report",
 ]
 
@@ -412,10 +413,58 @@ def evaluate(
     return tables
 
 
+_PREAMBLE = """\
+Experiments (code: `lesionquant/evaluate.py`): (1) procedural chest phantoms with COVID-19
+lesions (`lesionquant.synth.make_phantom`), (2) the same lesion model inserted into every
+real chest CT with lung (`lesionquant.synth.insert_lesions`), (3) the real chest CTs as they
+are (no COVID-19), (4) the MedSeg 2D expert slices (8-bit JPEG, HU assumed from a W1500/L-600
+window, 0.7 mm pixels assumed, each slice a one-slice scan), (5) the real COVID-19 slices of
+TCIA COVID-19-NY-SBU (no labels; overlays in `docs/figures/pipeline_tcia_*.png`).
+`*_err_pp` is predicted minus true % of lung (percentage points); Dice of the masks;
+`lung_ml_err_pct` the lung volume error in %; `cons_in_lung` the share of true
+consolidation voxels inside the predicted lung mask.
+"""
+
+
+def targets(tables: list[Table]) -> Table:
+    """The issue's acceptance targets, each with the measured worst case."""
+    by = {t.title.split(" (")[0]: t for t in tables}
+    out = Table("Targets")
+
+    def add(name: str, target: str, value: float | None, ok: bool | None) -> None:
+        out.rows.append({"target": name, "required": target,
+                         "measured": float("nan") if value is None else value,
+                         "holds": "n/a" if ok is None else ("yes" if ok else "NO")})
+
+    for key, label in (("Phantoms", "phantoms"),
+                       ("Lesions inserted into real chest CT", "insertion into real CT")):
+        t = by.get(key)
+        if t is None or not t.rows:
+            continue
+        err = max(abs(float(r["lesion_err_pp"])) for r in t.rows)
+        dsc = min(float(r["lesion_dice"]) for r in t.rows)
+        add(f"lesion % error, worst ({label})", "<= 1.0 pp", err, err <= 1.0)
+        add(f"lesion Dice, worst ({label})", ">= 0.85", dsc, dsc >= 0.85)
+        if key == "Phantoms":
+            lv = max(abs(float(r["lung_ml_err_pct"])) for r in t.rows)
+            add("lung volume error, worst (phantoms)", "<= 2 %", lv, lv <= 2.0)
+            ci = min(float(r["cons_in_lung"]) for r in t.rows)
+            add("true consolidation inside the lung mask, worst (phantoms)", "~1", ci, None)
+    t = by.get("Real chest CT without COVID-19")
+    if t is not None:
+        for r in t.rows:
+            v = float(r["false_lesion_pct"])
+            add(f"false lesion % ({r['scan']})", "<= 0.5 %", v, v <= 0.5)
+            d = float(r["lung_dice_cip"])
+            if np.isfinite(d):
+                add("lung Dice vs CIP mask (COPD)", ">= 0.95", d, d >= 0.95)
+    return out
+
+
 def write_report(tables: list[Table], path: Path, *, command: str, header: str = "") -> Path:
     """Write the tables (with summaries) as markdown to ``path`` atomically."""
     parts = [header or "# Accuracy of the classical pipeline", "",
-             f"Regenerate with: `{command}`", ""]
+             f"Regenerate with: `{command}`", "", _PREAMBLE, targets(tables).markdown()]
     for t in tables:
         parts.append(t.markdown())
         keys = [k for k in (t.rows[0] if t.rows else {})
