@@ -252,6 +252,12 @@ def normal_table(chest_dir: Path, settings: Settings) -> Table:
     return table
 
 
+def _medseg_upright(a: np.ndarray) -> np.ndarray:
+    """The MedSeg/Inf-Net slices are stored turned by 90 degrees (anterior at the image's
+    left, spine at its right); turn them clockwise so anterior is up, as in DICOM."""
+    return np.ascontiguousarray(np.rot90(a, k=-1))
+
+
 def medseg_image(jpeg: Path) -> sitk.Image:
     """A MedSeg 8-bit JPEG slice as a one-slice HU image (:data:`MEDSEG_WINDOW`)."""
     from PIL import Image
@@ -262,7 +268,7 @@ def medseg_image(jpeg: Path) -> sitk.Image:
     except OSError as exc:
         raise InvalidInputError(f"cannot read JPEG ({exc})", source=jpeg) from exc
     width, level = MEDSEG_WINDOW
-    hu = gray / 255.0 * width + (level - width / 2.0)
+    hu = _medseg_upright(gray / 255.0 * width + (level - width / 2.0))
     img = sitk.GetImageFromArray(hu[None].astype(np.float32))
     img.SetSpacing((MEDSEG_SPACING_MM, MEDSEG_SPACING_MM, 1.0))
     return img
@@ -282,7 +288,7 @@ def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
              "found (counted as all-zero prediction).")
     for jpeg in sorted((medseg_dir / "images").glob("*.jpg")):
         with Image.open(medseg_dir / "masks" / f"{jpeg.stem}.png") as im:
-            truth = np.asarray(im)
+            truth = _medseg_upright(np.asarray(im))
         try:
             res = quantify(medseg_image(jpeg), settings)
             pred = _arr(res.labelmap)[0]
@@ -418,7 +424,8 @@ Experiments (code: `lesionquant/evaluate.py`): (1) procedural chest phantoms wit
 lesions (`lesionquant.synth.make_phantom`), (2) the same lesion model inserted into every
 real chest CT with lung (`lesionquant.synth.insert_lesions`), (3) the real chest CTs as they
 are (no COVID-19), (4) the MedSeg 2D expert slices (8-bit JPEG, HU assumed from a W1500/L-600
-window, 0.7 mm pixels assumed, each slice a one-slice scan), (5) the real COVID-19 slices of
+window, 0.7 mm pixels assumed, turned upright (stored rotated by 90 degrees), each slice a
+one-slice scan), (5) the real COVID-19 slices of
 TCIA COVID-19-NY-SBU (no labels; overlays in `docs/figures/pipeline_tcia_*.png`).
 `*_err_pp` is predicted minus true % of lung (percentage points); Dice of the masks;
 `lung_ml_err_pct` the lung volume error in %; `cons_in_lung` the share of true
