@@ -303,8 +303,12 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
 
     # heart (ellipsoid, shifted left and anterior) in epicardial fat
     hc = (30.0 * s, -32.0 * s + y0, 165.0 * s)
-    heart_r = ((x - hc[0]) / (56.0 * s)) ** 2 + ((y - hc[1]) / (44.0 * s)) ** 2 + (
-        (t - hc[2]) / (50.0 * s)) ** 2
+    # long axis towards the left, front and feet: rotate 35 degrees in the axial plane
+    cos_h, sin_h = np.cos(np.deg2rad(35.0)), np.sin(np.deg2rad(35.0))
+    u_h = (x - hc[0]) * cos_h - (y - hc[1]) * sin_h  # along the long axis (left-anterior)
+    v_h = (x - hc[0]) * sin_h + (y - hc[1]) * cos_h
+    heart_r = (u_h / (62.0 * s)) ** 2 + (v_h / (42.0 * s)) ** 2 + (
+        (t - hc[2] - 0.15 * u_h) / (50.0 * s)) ** 2
     heart_fat = heart_r <= 1.25
     heart = heart_r <= 1.0
     hu[heart_fat & cavity] = FAT
@@ -365,11 +369,14 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         xl = sign * 0.50 * ac
         u = np.clip(t / (70.0 * s), 0.0, 1.0)
         apex_c = (u * (2.0 - u)) ** 0.5  # rounded apex (dome over ~70 mm)
+        ap = apex_c * (0.85 + 0.15 * np.clip(t / (150.0 * s), 0.0, 1.0))  # deeper at the base
         lung_sec = superellipse(x - xl, yb - 0.1 * bc_post, 0.64 * ac * apex_c + 1e-3,
-                                1.15 * bc_post * apex_c + 1e-3, 2.4) <= 1.0
+                                1.15 * bc_post * ap + 1e-3, 2.4) <= 1.0
         dome_top = (192.0 if side == 1 else 204.0) * s
         r2 = ((x - sign * 0.45 * ac) / ac) ** 2 + (yb / bc_post) ** 2 * 0.6
-        t_dia = dome_top + 62.0 * s * r2 + 26.0 * s * np.clip(yb / bc_post, 0, 1)
+        # domes fall laterally and most posteriorly (deep posterior costophrenic recess)
+        t_dia = (dome_top + 62.0 * s * r2 + 42.0 * s * np.clip(yb / bc_post, 0, 1) ** 1.5
+                 - 8.0 * s * np.clip(-yb / bc_ant, 0, 1))
         mediast = (np.abs(x - 2.0 * s) < 15.0 * s) & (t > 0)
         region = lung_sec & cavity & (t > 0) & (t < t_dia) & ~mediast & ~spine_block \
             & ~heart_fat & ~vessel_mask & ~airway_mask & (d_out < -2.0)
