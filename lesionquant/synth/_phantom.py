@@ -167,10 +167,8 @@ def make_phantom(
         im.SetOrigin(origin)
     counts = np.bincount(lab_full.ravel(), minlength=6)
     vox_ml = sx * sy * sz / 1000.0
-    right = float(np.count_nonzero(lab_full[..., : nx] == 1))  # placeholder, replaced below
-    del right
     # per-side lung volumes count the lesions of that side
-    side_right = _side_counts(lab_full, img_side="right")
+    side_right = _right_lung_voxels(lab_full)
     lung_ml = float(counts[1:5].sum() * vox_ml)
     lesion_ml = float(counts[3:5].sum() * vox_ml)
     params = dict(size_xyz=list(size), spacing_mm=list(spacing), seed=int(seed),
@@ -198,14 +196,16 @@ def make_phantom(
     return ph
 
 
-def _side_counts(lab: np.ndarray, img_side: str) -> int:
-    """Voxels of the right lung including its lesions (lesions take the side of x < 0)."""
+def _right_lung_voxels(lab: np.ndarray) -> int:
+    """Voxels of the right lung including its lesions.
+
+    The lungs never cross the midline (a mediastinal band of +-15 mm is kept free), so a
+    lesion voxel belongs to the right lung when it lies at x < 0 (the left half of the
+    columns, LPS).
+    """
     nx = lab.shape[2]
-    right_core = np.count_nonzero(lab == 1)
-    # lesion voxels: assign by x position relative to the midline (x index centre)
-    les = (lab == 3) | (lab == 4)
-    right_les = np.count_nonzero(les[..., : nx // 2])
-    return int(right_core + right_les)
+    lesion = (lab == 3) | (lab == 4)
+    return int(np.count_nonzero(lab == 1) + np.count_nonzero(lesion[..., : nx // 2]))
 
 
 def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_fraction,
