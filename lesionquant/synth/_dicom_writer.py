@@ -180,6 +180,7 @@ def write_dicom_series(
         ds.PatientBirthDate = ""
         ds.PatientSex = "O"
         ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "SYNTHETIC: no patient, made by lesionquant.synth"
         ds.BodyPartExamined = "CHEST"
         ds.SliceThickness = _ds(sz if tilt == 0.0 else sz * np.cos(np.deg2rad(tilt)))
         ds.SpacingBetweenSlices = ds.SliceThickness

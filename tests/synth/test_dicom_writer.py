@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pydicom
 import pytest
@@ -62,6 +65,20 @@ def test_headers_are_a_valid_fake_ct_series(small, tmp_path):
     assert len({ds.SOPInstanceUID for ds in dss}) == 20
     assert len({ds.SeriesInstanceUID for ds in dss}) == 1
     assert "SYNTHETIC" in first.ImageComments
+    assert first.PatientIdentityRemoved == "YES" and "SYNTHETIC" in first.DeidentificationMethod
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(compress="jpeg2000"), dict(tilt_deg=10.0)])
+def test_dciodvfy_finds_no_errors(small, tmp_path, opts):
+    """dicom3tools' validator of the CT Image IOD (skipped where it is not installed)."""
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    files = write_dicom_series(small.image, tmp_path / "s", **opts)
+    out = subprocess.run([exe, str(files[7])], capture_output=True, text=True, check=False)
+    report = out.stdout + out.stderr
+    assert "CTImage" in report
+    assert "Error" not in report, report
 
 
 def test_shared_study_uid_and_refusal_to_overwrite(small, tmp_path):
