@@ -27,11 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def rows(path: str) -> list[dict[str, object]]:
-    """One dict per series found under ``path`` (no patient identifiers)."""
-    from lesionquant.io import discover_series
-
-    disc = discover_series(path)
+def rows(disc) -> list[dict[str, object]]:
+    """One dict per series of a :class:`lesionquant.io.Discovery` (no patient identifiers)."""
     out: list[dict[str, object]] = []
     for s in disc.series:
         h = s.first
@@ -68,11 +65,18 @@ def _table(records: list[dict[str, object]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the series table; exit 0 when a series would be chosen, else 1."""
-    records = rows(args.path)
+    from lesionquant.io import discover_series
+
+    disc = discover_series(args.path)
+    records = rows(disc)
     if args.json:
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
     elif records:
         sys.stdout.write(_table(records) + "\n")
+        studies = {s.first.study_uid for s in disc.series if s.first.study_uid}
+        if len(studies) > 1:
+            sys.stdout.write(f"note: {len(studies)} studies under this path; a scan is loaded "
+                             "from one series (force one with its UID)\n")
     else:
         sys.stdout.write(f"no DICOM series found under {args.path}\n")
     return 0 if any(r["status"] == "CHOSEN" for r in records) else 1
