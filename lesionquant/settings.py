@@ -83,6 +83,10 @@ class Settings:
         Width of the box over which the background density (mean HU of the surrounding
         lung without vessels) is taken; a voxel is lesion only when its background is in
         a lesion band, mm. Default 6 mm.
+    tophat_mm : float
+        Width of the box of the white top-hat that marks thin bright structures (vessels,
+        fissures) in normal lung; structures and lesions narrower than about this are not
+        lesion, mm. Default 6 mm.
     dependent_correction_max_hu : float
         Largest anterior-to-posterior density gradient correction applied before the GGO
         threshold (normal dependent density is not GGO), HU; 0 disables. Default 80 HU.
@@ -104,6 +108,7 @@ class Settings:
     vessel_sigma_mm: tuple[float, ...] = (3.0,)
     vessel_threshold: float = 0.3
     background_mm: float = 6.0
+    tophat_mm: float = 6.0
     dependent_correction_max_hu: float = 80.0
 
     def __post_init__(self) -> None:
@@ -122,7 +127,7 @@ class Settings:
             self, "vessel_sigma_mm", tuple(float(v) for v in self.vessel_sigma_mm)
         )
         for name in ("work_spacing_mm", "lung_closing_mm", "min_lung_area_cm2",
-                     "background_mm"):
+                     "background_mm", "tophat_mm"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"Settings.{name} must be > 0")
         for name in ("lesion_opening_mm", "rim_mm", "dependent_correction_max_hu"):

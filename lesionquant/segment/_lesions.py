@@ -127,23 +127,30 @@ def _open(mask: np.ndarray, half: tuple[int, ...]) -> np.ndarray:
 
 
 def _dependent_correction(hu: np.ndarray, lung: np.ndarray, s: Settings) -> np.ndarray:
-    """Per-row (y) HU offset of normal parenchyma relative to the anterior lung, >= 0."""
+    """Per-row (y) HU offset of normal parenchyma relative to the anterior lung, >= 0.
+
+    The reference of each row is the 25th percentile of its lung voxels between -1000 and
+    -600 HU (a low percentile, so posterior ground glass does not pull the reference up);
+    a weighted line through these references gives the anterior-to-posterior gradient.
+    """
     ny = hu.shape[1]
     if s.dependent_correction_max_hu <= 0:
         return np.zeros(ny, np.float32)
     normal = lung & (hu < -600) & (hu > -1000)
-    n = normal.sum(axis=(0, 2)).astype(np.float64)
-    total = np.where(normal, hu, 0).sum(axis=(0, 2), dtype=np.float64)
-    rows = np.flatnonzero(n >= 50)
-    if rows.size < 5:
+    rows = np.broadcast_to(np.arange(ny)[None, :, None], hu.shape)[normal]
+    bins = np.clip(((hu[normal] + 1000.0) / 10.0).astype(np.int64), 0, 39)
+    hist = np.bincount(rows * 40 + bins, minlength=ny * 40).reshape(ny, 40)
+    n = hist.sum(axis=1)
+    good = np.flatnonzero(n >= 50)
+    if good.size < 5:
         return np.zeros(ny, np.float32)
-    mean = total[rows] / n[rows]
-    slope, intercept = np.polyfit(rows.astype(np.float64), mean, 1, w=np.sqrt(n[rows]))
-    y = np.arange(ny, dtype=np.float64)
-    ref = slope * rows[0] + intercept if slope > 0 else 0.0
-    corr = np.clip(slope * y + intercept - ref, 0, s.dependent_correction_max_hu)
+    cum = np.cumsum(hist[good], axis=1) / n[good, None]
+    ref = -1000.0 + 10.0 * (np.argmax(cum >= 0.25, axis=1) + 0.5)
+    slope, _ = np.polyfit(good.astype(np.float64), ref, 1, w=np.sqrt(n[good]))
     if slope <= 0:
-        corr[:] = 0
+        return np.zeros(ny, np.float32)
+    y = np.arange(ny, dtype=np.float64)
+    corr = np.clip(slope * (y - good[0]), 0, s.dependent_correction_max_hu)
     return corr.astype(np.float32)
 
 
@@ -254,7 +261,7 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     # Vessels: dense structures that are thin (removed by the opening) or tubular.
     # Thin bright structures of any density (white top-hat: vessels, also the faint
     # partial-volume vessels of thick slices, fissures, airway walls) and dense tubes.
-    base = _grey_opening(hu, s.background_mm, spacing)
+    base = _grey_opening(hu, s.tophat_mm, spacing)
     thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
     del base
     dense = lung & (hu >= c_lo)
