@@ -416,7 +416,9 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         if cand.shape[0] == 0:
             continue
         for art, dz in ((True, 0.0), (False, -15.0 * s)):
-            n_term = int(min(3500, cand.shape[0]))
+            # vessel density per volume is fixed: 1800 terminals per litre, at most 3500
+            side_l = cand.shape[0] * float(np.prod(grid.spacing_zyx)) / 1e6
+            n_term = int(min(3500, max(50, 1800 * side_l), cand.shape[0]))
             pick = cand[rng.choice(cand.shape[0], size=n_term, replace=False)]
             pick = pick + rng.uniform(-0.5, 0.5, pick.shape) * np.array(grid.spacing_zyx)
             roots.append(((hil[0] + dz, hil[1] + (0.0 if art else -10.0 * s), hil[2]),
