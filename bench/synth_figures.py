@@ -6,6 +6,7 @@
   consolidation, green airway), beside expert-labelled real COVID-19 slices (MedSeg).
 * ``synth_insertion.png``: every real chest CT of ../shared/data/chest with inserted
   lesions (before / after, truth outlined), beside MedSeg slices.
+* ``synth_samples.png``: the five shipped sample scans with their truth.
 
 Run: ``python bench/synth_figures.py`` (deterministic; about a minute).
 """
@@ -138,10 +139,44 @@ def insertion_figure():
     plt.close(fig)
 
 
+def samples_figure():
+    """The shipped sample_scans: an axial and a coronal slice of each, truth outlined."""
+    import json
+
+    root = REPO / "sample_scans"
+    cases = json.loads((root / "manifest.json").read_text())["cases"]
+    fig, axes = plt.subplots(2, len(cases), figsize=(5 * len(cases), 10))
+    for col, c in enumerate(cases):
+        scan = load_scan(root / c["dicom"])
+        hu = sitk.GetArrayFromImage(scan.image)
+        lab = sitk.GetArrayFromImage(sitk.ReadImage(str(root / c["labels"])))
+        sx, _, sz = scan.image.GetSpacing()
+        les = ((lab == 3) | (lab == 4)).sum(axis=(1, 2))
+        z = int(np.argmax(les)) if les.any() else hu.shape[0] // 2
+        axes[0, col].imshow(hu[z], **WIN)
+        outline(axes[0, col], lab[z])
+        axes[0, col].set_title(f"{c['case']} ({c['patient_id']}, {c['study_date']})\n"
+                               f"lesion {c['lesion_pct']:.1f} % of {c['lung_ml']:.0f} mL, GGO "
+                               f"{c['ggo_ml']:.0f} / cons {c['consolidation_ml']:.0f} mL",
+                               fontsize=9)
+        y = hu.shape[1] // 2 + 12
+        axes[1, col].imshow(hu[::-1, y, :], aspect=sz / sx, **WIN)
+        outline(axes[1, col], lab[::-1, y, :])
+    for a in axes.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle("sample_scans/ (synthetic, 192x192x60, 1.87 mm, 5 mm slices, JPEG 2000): "
+                 "truth outlined, lung window", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(OUT / "synth_samples.png", dpi=60)
+    plt.close(fig)
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     phantom_figure()
     insertion_figure()
+    samples_figure()
     return 0
 
 
