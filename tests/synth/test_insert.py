@@ -158,3 +158,30 @@ def test_refuses_abdomen_without_lungs(chest_dir):
         # the segmenter may refuse itself; if it returns bowel gas / a sliver of lung
         # base, the insertion refuses (lung < 5 % of the scanned body)
         insert_lesions(image, segment_lungs(image), seed=0, target_lesion_pct=10.0)
+
+
+def test_float_and_reoriented_hosts(healthy):
+    """Pixel type is kept; a mirrored (RAI-like) host still gets dorsal-biased lesions."""
+    mask = _lungs_only(healthy.labels)
+    as_float = sitk.Cast(healthy.image, sitk.sitkFloat32)
+    ins = insert_lesions(as_float, mask, seed=3, target_lesion_pct=8.0)
+    assert ins.image.GetPixelID() == sitk.sitkFloat32
+    assert ins.lesion_pct == pytest.approx(8.0, abs=0.05)
+    # the same patient stored with y flipped (anterior at high index, direction -1)
+    arr = sitk.GetArrayFromImage(healthy.image)[:, ::-1, :]
+    marr = sitk.GetArrayFromImage(mask)[:, ::-1, :]
+    flipped, fmask = sitk.GetImageFromArray(arr.copy()), sitk.GetImageFromArray(marr.copy())
+    for im in (flipped, fmask):
+        im.SetSpacing(healthy.image.GetSpacing())
+        origin = list(healthy.image.GetOrigin())
+        origin[1] += (arr.shape[1] - 1) * healthy.image.GetSpacing()[1]
+        im.SetOrigin(origin)
+        im.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))
+    post = []
+    for seed in range(3):
+        out = insert_lesions(flipped, fmask, seed=seed, target_lesion_pct=10.0)
+        lab = sitk.GetArrayFromImage(out.labels)
+        ly = np.nonzero((lab == 3) | (lab == 4))[1].mean()
+        lung_y = np.nonzero(marr > 0)[1].mean()
+        post.append(lung_y - ly)  # posterior is LOW y index here
+    assert np.mean(post) > 0
