@@ -167,6 +167,8 @@ def insert_lesions(
         ggo_fraction=ggo_fraction, posterior_zyx=posterior_zyx, superior_zyx=superior_zyx,
         consolidation_in_ggo=consolidation_in_ggo, crazy_paving=crazy_paving,
         bronchograms=bronchograms,
+        # partial volume of the host's voxels: at least 0.7 mm, ~0.4 voxel on coarse scans
+        edge_mm=max(0.7, 0.4 * float(max(spacing_zyx[1:]))),
     )
     sigma = float(noise_hu) if noise_hu is not None else estimate_noise_hu(hu)
     sub = hu[box]
