@@ -64,6 +64,12 @@ _INPLANE[1] = ndimage.generate_binary_structure(2, 1)
 #: Full-resolution lung surface threshold: about the partial-volume midpoint between
 #: aerated parenchyma (-850 HU) and soft tissue (+40 HU), HU.
 _SURFACE_HU = -400.0
+#: A gas pocket is free gas (not lung) when less than this share of its one-block shell
+#: is air-like parenchyma: the gastric bubble under a thin diaphragm touches the lung on
+#: one face only; a bulla is wrapped in parenchyma.
+_FREE_GAS_PAREN = 0.5
+#: Largest in-plane hole of a lung that is filled back as lung, cm^2.
+_MAX_HOLE_CM2 = 10.0
 #: An airway grown beyond this is leaking into the lung, mL.
 _AIRWAY_MAX_ML = 250.0
 
@@ -280,7 +286,7 @@ def _free_gas(low: np.ndarray, air: np.ndarray, s: Settings) -> np.ndarray:
     paren = shell & air
     n_shell = np.bincount(grown[shell], minlength=n + 1)
     n_paren = np.bincount(grown[paren], minlength=n + 1)
-    free = n_paren < 0.5 * n_shell
+    free = n_paren < _FREE_GAS_PAREN * n_shell
     free[0] = False
     return free[lab]
 
@@ -386,10 +392,22 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
         sub = m[box]
         add = _closing(sub, r, sp) & allowed[box]
         holes = ndimage.binary_fill_holes(sub | add, structure=_INPLANE) & ~sub & ~add
-        add |= holes & ~forbidden[box]
+        add |= _small_holes(holes, sp) & ~forbidden[box]
         add &= (out[box] == 0) & (labels[box] != other)
         out[box][add] = value
     return out
+
+
+def _small_holes(holes: np.ndarray, sp: tuple[float, float, float]) -> np.ndarray:
+    """In-plane holes up to :data:`_MAX_HOLE_CM2` (vessels, consolidation cores); larger
+    ones are abdominal organs ringed by the lung bases around the diaphragm dome."""
+    lab, n = ndimage.label(holes, structure=_INPLANE)
+    if n == 0:
+        return holes
+    area_cm2 = np.bincount(lab.ravel(), minlength=n + 1) * sp[1] * sp[2] / 100.0
+    small = area_cm2 <= _MAX_HOLE_CM2
+    small[0] = False
+    return small[lab]
 
 
 def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, slice, slice]:
