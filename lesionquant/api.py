@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import SimpleITK as sitk
-
 from lesionquant._version import __version__
-from lesionquant.errors import InvalidInputError, WeightsError
+from lesionquant.errors import WeightsError
 from lesionquant.scan import Scan
 from lesionquant.settings import Method, Settings
 
@@ -100,22 +97,10 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
 
 
 def _load(source: Any) -> Scan:
+    """A Scan passes through; anything else (paths, SimpleITK images, arrays) goes through
+    :func:`lesionquant.load_scan`, so padding, the HU check and geometry rules always apply."""
     if isinstance(source, Scan):
         return source
-    if isinstance(source, sitk.Image):
-        return Scan(image=source, source="<SimpleITK image>")
-    try:
-        from lesionquant.io import load_scan
-    except ImportError:  # the loader is not available: read volume files directly
-        load_scan = None
-    if load_scan is not None:
-        return load_scan(source)
-    path = Path(source)
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", source=path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InvalidInputError(f"cannot read image ({str(exc).splitlines()[0]})",
-                                source=path) from exc
-    return Scan(image=image, source=str(path))
+    from lesionquant.io import load_scan
+
+    return load_scan(source)

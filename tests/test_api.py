@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 import lesionquant
-from lesionquant import NoLungError, Result, Settings, quantify
+from lesionquant import NoLungError, NotCTError, Result, Settings, quantify
 from lesionquant.errors import InvalidInputError, WeightsError
 from lesionquant.scan import Identifiers, Scan
 
@@ -99,8 +99,20 @@ def test_missing_file(tmp_path):
 
 
 def test_no_lung_raises():
-    img = sitk.GetImageFromArray(np.full((10, 64, 64), 40, np.int16))
+    # CT-like (air around a soft-tissue body) but without any lung: NoLungError.
+    yy, xx = np.mgrid[:64, :64]
+    body = (yy - 32) ** 2 / 26**2 + (xx - 32) ** 2 / 29**2 <= 1
+    arr = np.where(body, 40, -1000).astype(np.int16)[None].repeat(10, axis=0)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((5.0, 5.0, 5.0))
     with pytest.raises(NoLungError):
+        quantify(img)
+
+
+def test_uniform_image_is_not_ct():
+    # No air at all: the loader's HU check refuses it before any segmentation.
+    img = sitk.GetImageFromArray(np.full((10, 64, 64), 40, np.int16))
+    with pytest.raises(NotCTError):
         quantify(img)
 
 
