@@ -170,7 +170,7 @@ def _lungs_lowres(
     cropped = _is_cropped(body)
     inside = ~outside if cropped else body_filled
     airway = _airway(low, air & inside, sp, s)
-    free_gas = _free_gas(low, air & ~airway, s)
+    free_gas = _free_gas(low, air & ~airway, sp, s)
 
     cand = air & ~airway & ~free_gas
     lab, n = ndimage.label(cand, structure=_CROSS)
@@ -269,7 +269,8 @@ def _airway(low: np.ndarray, air: np.ndarray, sp: tuple[float, float, float],
     return np.zeros(low.shape, bool)
 
 
-def _free_gas(low: np.ndarray, air: np.ndarray, s: Settings) -> np.ndarray:
+def _free_gas(low: np.ndarray, air: np.ndarray, sp: tuple[float, float, float],
+              s: Settings) -> np.ndarray:
     """Pure-gas pockets that are not surrounded by lung parenchyma.
 
     A gas component (blocks below ``gas_mean_hu``) whose one-block shell is mostly soft
@@ -287,8 +288,52 @@ def _free_gas(low: np.ndarray, air: np.ndarray, s: Settings) -> np.ndarray:
     n_shell = np.bincount(grown[shell], minlength=n + 1)
     n_paren = np.bincount(grown[paren], minlength=n + 1)
     free = n_paren < _FREE_GAS_PAREN * n_shell
+    free |= _gas_layers(lab, n, gas, air, sp)
     free[0] = False
     return free[lab]
+
+
+#: A gas pocket under the lung is free gas (gastric fundus, splenic flexure) when it is a
+#: flat layer (mean height at most this, mm) ...
+_GAS_LAYER_MAX_MM = 15.0
+#: ... of at least this volume, mL, ...
+_GAS_LAYER_MIN_ML = 10.0
+#: ... floating on soft tissue: at least this share of its floor (the one or two blocks
+#: below it) is not air-like.
+_GAS_LAYER_FLOOR = 0.8
+
+
+def _gas_layers(lab: np.ndarray, n: int, gas: np.ndarray, air: np.ndarray,
+                sp: tuple[float, float, float]) -> np.ndarray:
+    """Per gas component: True for a flat gas layer lying on soft tissue.
+
+    Gas rises onto the fluid or food of the stomach and bowel, which leaves a flat pocket
+    with a soft-tissue floor; where the diaphragm is thinner than a working-grid block the
+    pocket's roof touches the lung base and :func:`_free_gas`'s shell test counts it as
+    wrapped in lung. An emphysematous bulla is round and its floor is mostly parenchyma.
+    """
+    # LPS arrays: index z grows towards the head, so the floor of a pocket is at z - 1.
+    floor = np.zeros(gas.shape, bool)
+    floor[:-1] = gas[1:] & ~gas[:-1]
+    floor_lab = np.zeros(lab.shape, lab.dtype)
+    floor_lab[:-1] = lab[1:]
+    floor_lab[~floor] = 0
+    n_floor = np.bincount(floor_lab.ravel(), minlength=n + 1).astype(np.float64)
+    # Partial volume makes the block at a gas-fluid level air-like: the floor is soft
+    # tissue when the block below the pocket or the one under it is not air-like.
+    solid = ~air
+    solid[1:] |= ~air[:-1]
+    n_tissue = np.bincount(floor_lab[floor & solid], minlength=n + 1)
+    count = np.bincount(lab.ravel(), minlength=n + 1)
+    height_mm = count / np.maximum(n_floor, 1) * sp[0]
+    layer = (
+        (count * float(np.prod(sp)) / 1000.0 >= _GAS_LAYER_MIN_ML)
+        & (n_tissue >= _GAS_LAYER_FLOOR * np.maximum(n_floor, 1))
+        & (height_mm <= _GAS_LAYER_MAX_MM)
+    )
+    if layer[1:].any():
+        logger.debug("lungs: %d flat gas layer(s) under the lung dropped", int(layer[1:].sum()))
+    return layer
 
 
 def _split(lab: np.ndarray, keep: np.ndarray, lung: np.ndarray, body: np.ndarray,
