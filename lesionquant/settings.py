@@ -72,7 +72,8 @@ class Settings:
         airway walls) from the lesion candidates, mm. Default 1.5 mm.
     rim_mm : float
         Depth of the lung-surface shell whose partial-volume voxels are not lesion unless
-        the density continues inward, mm. Default 2 mm.
+        the density continues inward, mm. Default 5 mm (partial volume of oblique
+        surfaces in thick slices).
     vessel_sigma_mm : tuple of float
         Gaussian scales of the Hessian vesselness that removes dense tubular structures
         (vessels) from consolidation, mm; empty disables it. Default (3.0,); thinner vessels
@@ -87,9 +88,13 @@ class Settings:
         Width of the box of the white top-hat that marks thin bright structures (vessels,
         fissures) in normal lung; structures and lesions narrower than about this are not
         lesion, mm. Default 6 mm.
+    lesion_grow_mm : float
+        Lesion cores (after the opening, background and rim tests) are grown back, for
+        at most this distance, through connected lung whose own density is in a lesion
+        band: restores lesion margins and thin parts, mm; 0 disables. Default 3 mm.
     dependent_correction_max_hu : float
         Largest anterior-to-posterior density gradient correction applied before the GGO
-        threshold (normal dependent density is not GGO), HU; 0 disables. Default 80 HU.
+        threshold (normal dependent density is not GGO), HU; 0 disables. Default 150 HU.
     """
 
     method: Method = Method.CLASSICAL
@@ -104,12 +109,13 @@ class Settings:
     dense_lung_max_hu: float = 150.0
     min_lung_area_cm2: float = 30.0
     lesion_opening_mm: float = 1.5
-    rim_mm: float = 2.0
+    rim_mm: float = 5.0
     vessel_sigma_mm: tuple[float, ...] = (3.0,)
     vessel_threshold: float = 0.3
     background_mm: float = 6.0
     tophat_mm: float = 6.0
-    dependent_correction_max_hu: float = 80.0
+    lesion_grow_mm: float = 3.0
+    dependent_correction_max_hu: float = 150.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -130,7 +136,8 @@ class Settings:
                      "background_mm", "tophat_mm"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"Settings.{name} must be > 0")
-        for name in ("lesion_opening_mm", "rim_mm", "dependent_correction_max_hu"):
+        for name in ("lesion_opening_mm", "rim_mm", "lesion_grow_mm",
+                     "dependent_correction_max_hu"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"Settings.{name} must be >= 0")
         if any(v <= 0 for v in self.vessel_sigma_mm):

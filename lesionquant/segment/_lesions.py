@@ -243,6 +243,30 @@ def _box(mask: np.ndarray, half: tuple[int, ...], op: str) -> np.ndarray:
     return f(mask.view(np.uint8), size=size, mode="nearest").astype(bool)
 
 
+def _grow(seed: np.ndarray, mask: np.ndarray, mm: float,
+          spacing: tuple[float, ...]) -> np.ndarray:
+    """Geodesic dilation of ``seed`` inside ``mask`` for at most ``mm``.
+
+    One in-plane voxel step per iteration (4-connected); a step along z is allowed on the
+    first ``mm / spacing_z`` iterations only, so thick slices grow about ``mm`` in every
+    direction.
+    """
+    n_xy = round(mm / min(spacing[1:]))
+    n_z = round(mm / spacing[0])
+    if n_xy <= 0 or not seed.any():
+        return seed
+    plane = ndimage.generate_binary_structure(3, 1)
+    plane[0] = plane[2] = False
+    out = seed.copy()
+    for i in range(n_xy):
+        st = ndimage.generate_binary_structure(3, 1) if i < n_z else plane
+        grown = ndimage.binary_dilation(out, st, mask=mask)
+        if np.array_equal(grown, out):
+            break
+        out = grown
+    return out
+
+
 def _window(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
     """Odd box sizes (voxels) about ``mm`` wide; at least 3 in-plane, 1 along thick z."""
     z = 2 * int(mm / (2.0 * spacing[0])) + 1
@@ -287,11 +311,13 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     if any(rim):
         inner = _box(lung, rim, "erode")
         cand &= _box(cand & inner, rim, "dilate")
-    # Edges: the background blurs a lesion's border inwards; voxels within 1 mm of a
-    # lesion whose own density is in a band (and that are not thin bright structures in
-    # normal lung) are lesion too.
-    own_raw = (hu - corr >= g_lo) & (hu < c_hi)
-    cand |= lung & own_raw & ~thin & _box(cand, one, "dilate")
+    # Edges and thin parts: the background and the opening erode a lesion's border,
+    # its irregular margins and thin extensions. They are grown back from the lesion
+    # cores through connected voxels whose own density is in a band, for at most
+    # ``lesion_grow_mm`` (a distance-limited reconstruction): isolated vessels in normal
+    # lung have no core to grow from.
+    own_raw = lung & (hu - corr >= g_lo) & (hu < c_hi)
+    cand = _grow(cand, own_raw | cand, s.lesion_grow_mm, spacing)
     # Minimum lesion size.
     voxel_ml = float(np.prod(spacing)) / 1000.0
     min_vox = s.min_lesion_volume_ml / voxel_ml
