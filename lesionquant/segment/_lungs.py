@@ -403,16 +403,33 @@ def _closing(mask: np.ndarray, radius_mm: float, sp: tuple[float, float, float])
     return closed[pad[0]:-pad[0], pad[1]:-pad[1], pad[2]:-pad[2]] | mask
 
 
-def _between_lungs(labels: np.ndarray) -> np.ndarray:
+#: The medial lung edge of a row is the most medial edge within this distance along y:
+#: a dense bite in the medial lung (paravertebral consolidation) is not mediastinum, mm.
+_MEDIAL_NOTCH_MM = 15.0
+
+
+def _between_lungs(labels: np.ndarray, sp: tuple[float, float, float],
+                   notch_mm: float) -> np.ndarray:
     """The mediastinum proxy: in each image row (z, y), the voxels strictly between the
-    right lung's most medial voxel and the left lung's (rows holding both lungs)."""
+    right lung's most medial voxel and the left lung's (rows holding both lungs), the
+    medial edges taken as the most medial within ``notch_mm`` along y."""
     x = np.arange(labels.shape[2])
     right, left = labels == RIGHT, labels == LEFT
-    r_max = np.where(right.any(axis=2), np.where(right, x, -1).max(axis=2), -1)
-    l_min = np.where(left.any(axis=2), np.where(left, x, labels.shape[2]).min(axis=2), -1)
+    has_r, has_l = right.any(axis=2), left.any(axis=2)
+    size = 2 * round(notch_mm / sp[1]) + 1
+    r_max = ndimage.maximum_filter1d(np.where(right, x, -1).max(axis=2), size, axis=1)
+    l_min = ndimage.minimum_filter1d(
+        np.where(left, x, labels.shape[2]).min(axis=2), size, axis=1)
+    r_max = np.where(has_r, r_max, -1)
+    l_min = np.where(has_l, l_min, -1)
     both = (r_max >= 0) & (l_min >= 0) & (l_min > r_max)
     xx = x[None, None, :]
     return both[..., None] & (xx > r_max[..., None]) & (xx < l_min[..., None])
+
+
+#: The mediastinum proxy grows this far (in-plane, through soft tissue) into the lung's
+#: medial concavities (aorta, hilar vessels), mm.
+_MEDIASTINUM_GROW_MM = 14.0
 
 
 def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
@@ -425,7 +442,13 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     filled whatever their density. Closing additions must be below ``dense_lung_max_hu``;
     nothing is taken from the other lung, the airway, gas or outside the body.
     """
-    allowed = (low < s.dense_lung_max_hu) & ~forbidden & ~_between_lungs(labels)
+    dense = (low < s.dense_lung_max_hu) & ~forbidden
+    between = _between_lungs(labels, sp, _MEDIAL_NOTCH_MM)
+    n_grow = round(_MEDIASTINUM_GROW_MM / sp[1])
+    if n_grow > 0 and between.any():
+        between = ndimage.binary_dilation(between, structure=_INPLANE, iterations=n_grow,
+                                          mask=dense | between)
+    allowed = dense & ~between
     out = labels.copy()
     r = s.lung_closing_mm
     pad = [int(np.ceil(r / v)) + 2 for v in sp]
