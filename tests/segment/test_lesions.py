@@ -162,3 +162,18 @@ def test_size_mismatch_raises():
     image = sitk.Image(10, 10, 10, sitk.sitkInt16)
     with pytest.raises(InvalidInputError):
         segment_lesions(image, sitk.Image(10, 10, 9, sitk.sitkUInt8))
+
+
+def test_label_map_with_lesions_is_read_as_lung(chest):
+    # A previous result (labels 3-4 inside the lungs) passed back in: the lesion voxels
+    # stay lung, on their own side, and the lesions are found again.
+    hu, labels, grid = chest
+    cz, cy, cx = _right_centre(labels)
+    ggo = _ball(grid, (cz, cy, cx), 10.0) & (labels == 1)
+    hu[ggo] = -520.0
+    first = _run(hu, labels)
+    assert (first == 3).sum() > 0.85 * ggo.sum()
+    again = _run(hu, first)
+    assert ((again > 0) == (labels > 0)).all()
+    assert ((again == 2) == (labels == 2)).all()
+    assert (again == first).mean() > 0.999
