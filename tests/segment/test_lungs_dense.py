@@ -1,0 +1,72 @@
+"""segment_lungs on diseased lung: phantom lung volume, consolidation kept, gastric gas out,
+consolidation on the mediastinal side of the lung kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import to_image, toy_chest
+
+from lesionquant.segment import segment_lungs
+
+SP = (5.0, 3.0, 3.0)
+
+
+@pytest.fixture(scope="module")
+def phantom_result():
+    """A 20 % lesion phantom at 1.9 x 1.9 x 3 mm, its truth, HU and predicted lungs."""
+    synth = pytest.importorskip("lesionquant.synth")
+    ph = synth.make_phantom(size_xyz=(192, 192, 100), spacing_mm=(1.9, 1.9, 3.0), seed=0,
+                            lesion_burden_pct=20.0)
+    truth = sitk.GetArrayFromImage(ph.labels)
+    hu = sitk.GetArrayFromImage(ph.image)
+    pred = sitk.GetArrayFromImage(segment_lungs(ph.image)) > 0
+    voxel_ml = float(np.prod(ph.image.GetSpacing())) / 1000.0
+    return truth, hu, pred, voxel_ml
+
+
+@pytest.mark.slow
+def test_phantom_lung_volume_within_2_percent(phantom_result):
+    truth, _hu, pred, _ = phantom_result
+    lung = (truth >= 1) & (truth <= 4)
+    err_pct = 100.0 * (int(pred.sum()) - int(lung.sum())) / lung.sum()
+    # Before the gas-layer rule the fundus gas under the left base made this +2.1 %.
+    assert abs(err_pct) <= 2.0
+    assert 2.0 * (pred & lung).sum() / (pred.sum() + lung.sum()) > 0.975
+
+
+@pytest.mark.slow
+def test_phantom_consolidation_inside_the_mask(phantom_result):
+    truth, _hu, pred, _ = phantom_result
+    cons = truth == 4
+    assert cons.sum() > 1000
+    # 0.79 with the row-wise mediastinum proxy; pleural bands wider than the closing ball
+    # are still partly outside (docs/method.md, limitations).
+    assert pred[cons].mean() >= 0.83
+    assert pred[truth == 3].mean() >= 0.97  # GGO
+
+
+@pytest.mark.slow
+def test_phantom_gastric_gas_is_not_lung(phantom_result):
+    truth, hu, pred, voxel_ml = phantom_result
+    # The phantom's fundus gas touches the left lung base with no diaphragm in between
+    # (52 mL of it was lung before); only partial-volume blocks at the contact remain.
+    free_gas_ml = (pred & (truth == 0) & (hu < -900)).sum() * voxel_ml
+    assert free_gas_ml < 10.0
+
+
+def test_consolidation_on_the_mediastinal_side_is_kept():
+    hu, truth = toy_chest()
+    right = truth == 1
+    zz, yy, xx = np.ogrid[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
+    medial_edge = np.where(right, xx, -1).max(axis=2, keepdims=True)
+    # 24 mm of the medial right lung over 21 mm of rows and 65 mm of height, at 30 HU:
+    # these rows hold both lungs, so a row-wise "between the lungs" mediastinum took it.
+    cons = right & (xx > medial_edge - 8) & (yy >= 52) & (yy <= 58) & (zz >= 14) & (zz <= 26)
+    hu[cons] = 30.0
+    lab = sitk.GetArrayFromImage(segment_lungs(to_image(hu, SP)))
+    assert (lab[cons] == 1).mean() > 0.3  # 0.0 before
+    # The mediastinum itself stays out.
+    mid = (truth == 0) & (np.abs(xx - hu.shape[2] // 2) <= 3) & (zz >= 10) & (zz <= 30)
+    assert not (lab[mid & (hu > -300)] > 0).any()
