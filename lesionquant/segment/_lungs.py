@@ -13,7 +13,8 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
    within the air, is removed.
 3. **Components.** The remaining air splits into 3D components. Gas (mean below
    ``gas_mean_hu``, or mostly blocks below it: outside air, trachea above the carina,
-   stomach and bowel gas mixed with their contents), air
+   stomach and bowel gas mixed with their contents; pure-gas pockets mostly shelled by
+   soft tissue, or flat gas layers floating on soft tissue under the lung base), air
    outside the filled body (table, padding; skipped for FOV-cropped scans) and small
    components (<5 % of the largest) are dropped. Lung parenchyma has a mean near -850 HU
    even with emphysema, pure gas is near -1000 HU.
@@ -24,9 +25,11 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
 5. **Dense lung.** Each lung is closed with a rolling ball of ``lung_closing_mm`` and
    filled per slice (holes: vessels, consolidation inside the lung), keeping only voxels
    below ``dense_lung_max_hu`` (no bone, no contrast vessels) that are not airway, gas,
-   outside the body or in the other lung. Consolidation touching the pleura is a bite in
-   the aerated lung and is filled back; pleural effusion lies outside the hull of the
-   aerated lung (a crescent along the chest wall), which a closing does not reach.
+   outside the body, in the other lung or in the mediastinum proxy (between the two
+   lungs' medial edges, notch-tolerant, grown through soft tissue). Consolidation
+   touching the pleura is a bite in the aerated lung and is filled back; pleural
+   effusion lies outside the hull of the aerated lung (a crescent along the chest
+   wall), which a closing does not reach.
 6. **Full resolution.** Blocks are copied back; in the blocks on the lung boundary each
    voxel is decided at full resolution (air-like, or in a recovered dense block), so the
    surface follows the original voxels, not the 2 mm blocks.
