@@ -303,7 +303,7 @@ _GAS_LAYER_MAX_MM = 15.0
 _GAS_LAYER_MIN_ML = 10.0
 #: ... floating on soft tissue: at least this share of its floor (the one or two blocks
 #: below it) is not air-like.
-_GAS_LAYER_FLOOR = 0.8
+_GAS_LAYER_FLOOR = 0.7
 
 
 def _gas_layers(lab: np.ndarray, n: int, gas: np.ndarray, air: np.ndarray,
