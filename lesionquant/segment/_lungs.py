@@ -212,6 +212,9 @@ def _lungs_lowres(
     labels = _split(lab, keep, lung, body_filled, sp)
     labels = _recover_dense(labels, low, excluded | ~inside, sp, s)
     near_airway = ndimage.binary_dilation(airway, structure=_CROSS, iterations=2)
+    # Full-resolution gas voxels in the lung blocks touching free gas (the gastric fundus
+    # under the base) belong to that gas, like the airway lumen.
+    near_airway |= ndimage.binary_dilation(free_gas, structure=_CROSS)
     return labels, lung, excluded, near_airway
 
 
@@ -502,8 +505,8 @@ def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.nd
 
     In the boundary blocks a voxel is lung when it is below :data:`_SURFACE_HU` (the
     partial-volume midpoint of parenchyma and soft tissue) or lies in a recovered dense
-    block; gas voxels (below ``gas_mean_hu + 50``) within two blocks of the airway are
-    airway lumen, not lung.
+    block; gas voxels (below ``gas_mean_hu + 50``) within two blocks of the airway, or
+    one block of free gas, are airway lumen or that gas, not lung.
     """
     lung_low = labels_low > 0
     inner = ndimage.binary_erosion(lung_low, structure=_CROSS, border_value=1)
