@@ -7,8 +7,10 @@ also importable on its own (:func:`lesionquant.segment.segment_lungs`,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lesionquant._version import __version__
@@ -70,12 +72,13 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
             source=scan.source,
         )
     device = "cpu"  # the classical pipeline runs on the CPU whatever settings.device says
-    t0 = time.perf_counter()
-    lungs = segment_lungs(scan.image, s)
-    timings["lungs"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    labelmap = segment_lesions(scan.image, lungs, s)
-    timings["lesions"] = time.perf_counter() - t0
+    with _collect_warnings("lesionquant.segment") as stage_warnings:
+        t0 = time.perf_counter()
+        lungs = segment_lungs(scan.image, s)
+        timings["lungs"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        labelmap = segment_lesions(scan.image, lungs, s)
+        timings["lesions"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     numbers = measure(scan.image, labelmap, lungs)
     timings["measure"] = time.perf_counter() - t0
@@ -86,7 +89,7 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
         device=device,
         settings=s.to_dict(),
         timings_s=timings,
-        warnings=tuple(scan.warnings),
+        warnings=(*scan.warnings, *stage_warnings),
         series_uid=scan.identifiers.series_uid,
         weights_sha256=None,
     )
@@ -94,6 +97,27 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
                 numbers["lesion_pct"], timings["total"])
     return Result(measurements=numbers, labelmap=labelmap, lungs=lungs, scan=scan,
                   provenance=provenance)
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextlib.contextmanager
+def _collect_warnings(logger_name: str) -> Iterator[list[str]]:
+    """Collect the warnings a stage logs, so they reach the result's provenance too."""
+    handler = _WarningCollector()
+    stage_logger = logging.getLogger(logger_name)
+    stage_logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        stage_logger.removeHandler(handler)
 
 
 def _load(source: Any) -> Scan:

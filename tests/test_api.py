@@ -131,3 +131,16 @@ def test_copd_scan_false_lesions_and_lung_dice(chest_dir):
 def test_abdomen_control_has_no_lung(chest_dir):
     with pytest.raises(NoLungError):
         quantify(chest_dir / "totalseg-abdomen-ct-no-lungs" / "ct.nii.gz")
+
+
+@pytest.mark.realdata
+def test_segmentation_warnings_reach_the_provenance(chest_dir, caplog):
+    # A single slice: the trachea cannot be tracked from the lung apex, so the lung stage
+    # warns; the warning must be kept with the result (result.json), not only logged.
+    res = quantify(chest_dir / "lungmask-chest-ct-dicom-slice" / "0.dcm")
+    logged = [" ".join(r.getMessage().split()) for r in caplog.records
+              if r.name.startswith("lesionquant.segment") and r.levelno >= 30]
+    assert logged, "expected a segmentation warning on a single slice"
+    for msg in logged:
+        assert msg in res.provenance.warnings
+    assert res.to_dict()["n_warnings"] >= len(logged) + 1  # + the loader's single-slice warning
