@@ -49,7 +49,28 @@ _FULL = ndimage.generate_binary_structure(3, 3)
 #: A voxel this much brighter than the grey opening of its neighbourhood is part of a
 #: thin bright structure (vessel, fissure, airway wall), HU.
 _TOPHAT_HU = 120.0
-
+#: Single-slice handling (scans with fewer slices than this: no 3D context, and the thick
+#: slices of such series smear oblique hilar vessels into broad partial-volume halos).
+_FEW_SLICES = 5
+#: In-plane scales (mm) of the 2D ridge filter, small vessels to hilar trunks; a voxel at
+#: or above ``_RIDGE_MIN_HU`` whose ridge strength exceeds ``_RIDGE_HU`` (HU) is a vessel.
+_RIDGE_MM = (1.0, 2.0, 3.0, 4.0)
+_RIDGE_HU = 40.0
+_RIDGE_MIN_HU = -500.0
+#: Aerated context: more than ``_DARK_FRACTION`` of the lung within an in-plane
+#: ``_DARK_MM`` box is below ``_DARK_HU`` (after the dependent correction). Only there are
+#: ridges vessels and is the halo wide: diffuse disease has almost no such lung nearby.
+_DARK_HU = -800.0
+_DARK_MM = 20.0
+_DARK_FRACTION = 0.15
+#: In aerated context, the lung within ``_HALO_MM`` of a vessel voxel at or above
+#: ``_HALO_SOURCE_HU`` is its partial-volume halo and left out of the background.
+_HALO_MM = 6.0
+_HALO_SOURCE_HU = -500.0
+#: Hilar zone: lung within ``_HILAR_MM`` (in-plane) of the tissue between the lungs; in
+#: aerated context there the background must reach the GGO threshold + ``_HILAR_RAISE_HU``.
+_HILAR_MM = 25.0
+_HILAR_RAISE_HU = 100.0
 
 def segment_lesions(
     image: sitk.Image, lungs: sitk.Image, settings: Settings | None = None
@@ -89,7 +110,7 @@ def segment_lesions(
     lung = labels > 0
     if lung.any():
         box = _bbox(lung)
-        ggo, cons = _lesions(hu[box].astype(np.float32), lung[box], spacing, s)
+        ggo, cons = _lesions(hu[box].astype(np.float32), labels[box], spacing, s)
         sub = labels[box]
         sub[ggo] = GGO
         sub[cons] = CONSOLIDATION
@@ -247,6 +268,57 @@ def _vessels(hu: np.ndarray, cand: np.ndarray, spacing: tuple[float, ...],
     return out & cand
 
 
+def _ridges_2d(hu: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """In-plane bright-ridge strength (HU), the maximum over the scales ``_RIDGE_MM``.
+
+    With the eigenvalues ``l1 >= l2`` of the scale-normalised 2D Hessian (sigma^2 H) of
+    each slice, a bright line has ``l2 << 0`` and ``l1 ~ 0``: the strength is ``-l2``
+    less the blob part ``max(-l1, 0)`` (a round focus curves down in both directions).
+    On a single thick slice, vessels and bronchial walls radiating from the hilum are
+    such ridges; a ground-glass patch is flat inside.
+    """
+    c = np.clip(hu, -1000, 200).astype(np.float32)
+    best = np.zeros(hu.shape, np.float32)
+    for mm in _RIDGE_MM:
+        sig = (0.0, mm / spacing[1], mm / spacing[2])
+        hyy = ndimage.gaussian_filter(c, sig, order=(0, 2, 0), mode="nearest")
+        hxx = ndimage.gaussian_filter(c, sig, order=(0, 0, 2), mode="nearest")
+        hxy = ndimage.gaussian_filter(c, sig, order=(0, 1, 1), mode="nearest")
+        k = np.float32(sig[1] * sig[2])
+        mean = 0.5 * (hxx + hyy)
+        dev = np.sqrt(0.25 * (hxx - hyy) ** 2 + hxy**2)
+        l2 = (mean - dev) * k
+        l1 = (mean + dev) * k
+        best = np.maximum(best, np.where(l2 < 0, -l2 - np.maximum(-l1, 0), 0))
+    return best
+
+
+def _hilar_zone(lung: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Lung within ``_HILAR_MM`` (in-plane) of the tissue between the two lungs.
+
+    The tissue between the lungs (mediastinum, hila, spine) is the non-lung voxels of a
+    row that have right lung (label 1, low x in LPS) on their low-x side and left lung
+    (label 2) on their high-x side.
+    """
+    right = np.maximum.accumulate(sides == 1, axis=2)
+    left = np.maximum.accumulate((sides == 2)[:, :, ::-1], axis=2)[:, :, ::-1]
+    between = ~lung & right & left
+    if not between.any():
+        return np.zeros(lung.shape, bool)
+    dist = ndimage.distance_transform_edt(~between, sampling=(1e6, *spacing[1:]))
+    return lung & (dist <= _HILAR_MM)
+
+
+def _dark_fraction(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Fraction of the lung within an in-plane ``_DARK_MM`` box that is normally aerated
+    (below ``_DARK_HU``): high near hilar vessels in normal lung, near 0 in diffuse
+    disease."""
+    size = (1, *(max(3, 2 * int(_DARK_MM / (2.0 * sp)) + 1) for sp in spacing[1:]))
+    dark = ndimage.uniform_filter((lung & (hu < _DARK_HU)).astype(np.float32), size=size)
+    den = ndimage.uniform_filter(lung.astype(np.float32), size=size)
+    return dark / np.maximum(den, 1e-3)
+
+
 def _grey_opening(hu: np.ndarray, width_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
     """Grey opening with a ``width_mm`` box, on a grid of ~1.4 mm block means (the
     opening is smooth at that scale; 4-8x fewer voxels on thin-slice scans)."""
@@ -297,8 +369,9 @@ def _window(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
     return (z, *(max(3, 2 * int(mm / (2.0 * sp) + 0.5) + 1) for sp in spacing[1:]))
 
 
-def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
+def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
              s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    lung = sides > 0
     corr = _dependent_correction(hu, lung, s)[None, :, None]
     g_lo, _ = s.ggo_hu
     c_lo, c_hi = s.consolidation_hu
@@ -310,22 +383,36 @@ def _lesions(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...],
     # Thin bright structures of any density (white top-hat: vessels, also the faint
     # partial-volume vessels of thick slices, fissures, airway walls) and dense tubes.
     base = _grey_opening(hu, s.tophat_mm, spacing)
-    thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
+    normal_base = base - corr < g_lo
+    thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & normal_base
     del base
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
     thin |= dense & ~thick
     vessel = thin | _vessels(hu, thick, spacing, s)
+    few = hu.shape[0] < _FEW_SLICES
+    if few:
+        aerated = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
+        vessel |= lung & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU) & aerated
     # Background density: the mean HU of the surrounding lung *without* vessels and their
     # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
     # normal background; a vessel running through ground glass has a GGO background.
-    parenchyma = (lung & ~_box(vessel, one, "dilate")).astype(np.float32)
+    excluded = _box(vessel, one, "dilate")
+    if few:  # in aerated lung the partial-volume halo of thick-slice vessels is wider
+        source = vessel & aerated & (hu >= _HALO_SOURCE_HU)
+        excluded |= _box(source, _half_width(_HALO_MM, spacing), "dilate")
+        del source
+    parenchyma = (lung & ~excluded).astype(np.float32)
+    del excluded
     size = _window(s.background_mm, spacing)
     num = ndimage.uniform_filter(hu * parenchyma, size=size, mode="constant")
     den = ndimage.uniform_filter(parenchyma, size=size, mode="constant")
     bg = np.where(den > 0.05, num / np.maximum(den, 1e-6), -1000.0).astype(np.float32)
     del num, den, parenchyma
     in_band = (bg - corr >= g_lo) & (bg < c_hi)
+    if few:
+        strict = aerated & _hilar_zone(lung, sides, spacing)
+        in_band &= ~strict | (bg - corr >= g_lo + _HILAR_RAISE_HU)
     own = (sm - corr >= g_lo) & (sm < c_hi)
     cand = lung & in_band & (own | vessel)
     # Thin structures left (fissures, airway walls): box opening.
