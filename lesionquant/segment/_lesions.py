@@ -61,6 +61,12 @@ _RIDGE_MIN_HU = -500.0
 #: ``_DARK_MM`` box is below ``_DARK_HU`` (after the dependent correction). Only there are
 #: ridges vessels and is the halo wide: diffuse disease has almost no such lung nearby.
 _DARK_HU = -800.0
+#: Where the lung's own 10th HU percentile (after the dependent correction) is below
+#: ``_DARK_P10_HU`` (plenty of normal lung), "dark" is relative to it: below that
+#: percentile + ``_DARK_OFFSET_HU`` (at least ``_DARK_HU``). Dense but normal lung (low
+#: dose, smooth kernel, 1 mm with contrast) is then aerated context too.
+_DARK_P10_HU = -820.0
+_DARK_OFFSET_HU = 60.0
 _DARK_MM = 20.0
 _DARK_FRACTION = 0.15
 #: In aerated context, the lung within ``_HALO_MM`` of a vessel voxel at or above
@@ -311,10 +317,12 @@ def _hilar_zone(lung: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...])
 
 def _dark_fraction(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Fraction of the lung within an in-plane ``_DARK_MM`` box that is normally aerated
-    (below ``_DARK_HU``): high near hilar vessels in normal lung, near 0 in diffuse
-    disease."""
+    (below ``_DARK_HU``, or relative to the lung's 10th percentile where that is low):
+    high near hilar vessels in normal lung, near 0 in diffuse disease."""
     size = (1, *(max(3, 2 * int(_DARK_MM / (2.0 * sp)) + 1) for sp in spacing[1:]))
-    dark = ndimage.uniform_filter((lung & (hu < _DARK_HU)).astype(np.float32), size=size)
+    p10 = float(np.percentile(hu[lung], 10)) if lung.any() else 0.0
+    level = max(_DARK_HU, p10 + _DARK_OFFSET_HU) if p10 < _DARK_P10_HU else _DARK_HU
+    dark = ndimage.uniform_filter((lung & (hu < level)).astype(np.float32), size=size)
     den = ndimage.uniform_filter(lung.astype(np.float32), size=size)
     return dark / np.maximum(den, 1e-3)
 

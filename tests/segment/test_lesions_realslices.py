@@ -36,6 +36,11 @@ def test_control_patient_hila_are_not_lesions(chest_dir: Path, name: str):
     assert _lesion_pct(path) < 5.0
 
 
+def test_dense_normal_one_mm_slice_is_not_lesion(chest_dir: Path):
+    # Normal lung at about -750 HU with a dense dependent band (12.3 % lesion before).
+    assert _lesion_pct(chest_dir / "lungmask-chest-ct-dicom-slice" / "0.dcm") < 3.0
+
+
 @pytest.mark.parametrize(("name", "lowest_pct"), [
     ("A046441_19001111-045", 80.0),
     ("A046441_19010101-23", 80.0),
