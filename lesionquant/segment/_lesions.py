@@ -58,8 +58,9 @@ _RIDGE_MM = (1.0, 2.0, 3.0, 4.0)
 _RIDGE_HU = 40.0
 _RIDGE_MIN_HU = -500.0
 #: Aerated context: more than ``_DARK_FRACTION`` of the lung within an in-plane
-#: ``_DARK_MM`` box is below ``_DARK_HU`` (after the dependent correction). Only there are
-#: ridges vessels and is the halo wide: diffuse disease has almost no such lung nearby.
+#: ``_DARK_MM`` box is below ``_DARK_HU`` (after the dependent correction). Only in the
+#: hilar zone of aerated lung are ridges vessels and is the halo wide: diffuse disease has
+#: almost no such lung nearby, and outside the zone focal lesions would lose dense parts.
 _DARK_HU = -800.0
 #: Where the lung's own 10th HU percentile (after the dependent correction) is below
 #: ``_DARK_P10_HU`` (plenty of normal lung), "dark" is relative to it: below that
@@ -69,7 +70,7 @@ _DARK_P10_HU = -820.0
 _DARK_OFFSET_HU = 60.0
 _DARK_MM = 20.0
 _DARK_FRACTION = 0.15
-#: In aerated context, the lung within ``_HALO_MM`` of a vessel voxel at or above
+#: In the aerated hilar zone, the lung within ``_HALO_MM`` of a vessel voxel at or above
 #: ``_HALO_SOURCE_HU`` is its partial-volume halo and left out of the background.
 _HALO_MM = 6.0
 _HALO_SOURCE_HU = -500.0
@@ -391,8 +392,7 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     # Thin bright structures of any density (white top-hat: vessels, also the faint
     # partial-volume vessels of thick slices, fissures, airway walls) and dense tubes.
     base = _grey_opening(hu, s.tophat_mm, spacing)
-    normal_base = base - corr < g_lo
-    thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & normal_base
+    thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
     del base
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
@@ -401,13 +401,16 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     few = hu.shape[0] < _FEW_SLICES
     if few:
         aerated = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
-        vessel |= lung & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU) & aerated
+        # Hilar zone in aerated lung: thick-slice hilar vessels and bronchial walls.
+        # (Outside it, focal lesions in normal lung would lose their dense parts.)
+        hilar = aerated & _hilar_zone(lung, sides, spacing)
+        vessel |= hilar & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU)
     # Background density: the mean HU of the surrounding lung *without* vessels and their
     # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
     # normal background; a vessel running through ground glass has a GGO background.
     excluded = _box(vessel, one, "dilate")
-    if few:  # in aerated lung the partial-volume halo of thick-slice vessels is wider
-        source = vessel & aerated & (hu >= _HALO_SOURCE_HU)
+    if few:  # in the hilar zone the partial-volume halo of thick-slice vessels is wider
+        source = vessel & hilar & (hu >= _HALO_SOURCE_HU)
         excluded |= _box(source, _half_width(_HALO_MM, spacing), "dilate")
         del source
     parenchyma = (lung & ~excluded).astype(np.float32)
@@ -419,8 +422,7 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     del num, den, parenchyma
     in_band = (bg - corr >= g_lo) & (bg < c_hi)
     if few:
-        strict = aerated & _hilar_zone(lung, sides, spacing)
-        in_band &= ~strict | (bg - corr >= g_lo + _HILAR_RAISE_HU)
+        in_band &= ~hilar | (bg - corr >= g_lo + _HILAR_RAISE_HU)
     own = (sm - corr >= g_lo) & (sm < c_hi)
     cand = lung & in_band & (own | vessel)
     # Thin structures left (fissures, airway walls): box opening.
