@@ -18,6 +18,10 @@ although its density falls into a band, and how it is removed (``docs/method.md`
 * **Normal dependent density**: the anterior-to-posterior HU gradient of normal
   parenchyma (fitted on voxels below -600 HU) is subtracted, up to
   ``dependent_correction_max_hu``, before the GGO threshold.
+* **Single thick slices** (fewer than ``_FEW_SLICES`` slices): in the hilar zone of
+  aerated lung, a 2D ridge filter marks vessels and bronchial walls, their wide
+  partial-volume halo is left out of the background, and the background must be clearly
+  denser than the GGO threshold.
 * **Emphysema** is below the GGO band (< -950 HU) and is never a lesion.
 * **Small specks**: connected lesions below ``min_lesion_volume_ml`` are dropped.
 """
