@@ -23,8 +23,6 @@ lives outside ``segment``/``measure``.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from lesionquant._atomic import atomic_path, write_text_atomic
 from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.scan import Scan
 from lesionquant.settings import Settings
@@ -357,16 +356,11 @@ def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
         ax.set_axis_off()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -485,9 +479,4 @@ def write_report(tables: list[Table], path: Path, *, command: str, header: str =
             parts.append("Summary: " + ", ".join(f"{k} {v:.3f}" for k, v in summ.items()))
             parts.append("")
     text = "\n".join(parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)

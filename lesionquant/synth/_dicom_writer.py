@@ -24,6 +24,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import SimpleITK as sitk
 
+from lesionquant._atomic import atomic_path
 from lesionquant.errors import InvalidInputError, OutputExistsError
 
 logger = logging.getLogger(__name__)
@@ -218,9 +219,8 @@ def write_dicom_series(
         ds.PixelData = stored[k].tobytes()
         if syntax[compress] is not None:
             ds.compress(syntax[compress], stored[k], generate_instance_uid=False)
-        tmp = files[k].with_name(f".{files[k].name}.tmp")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, files[k])
+        with atomic_path(files[k]) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
     return files
 
 
@@ -280,9 +280,6 @@ def write_labels_nifti(labels: sitk.Image, path: str | os.PathLike, *,
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError("file exists (pass overwrite=True)", source=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".tmp-{os.getpid()}{suffix}")
-    sitk.WriteImage(sitk.Cast(labels, sitk.sitkUInt8), str(tmp), True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(sitk.Cast(labels, sitk.sitkUInt8), str(tmp), True)
     return path
