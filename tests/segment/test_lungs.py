@@ -87,6 +87,24 @@ def test_trachea_is_not_lung():
     assert (lab[trachea & (zz >= 30)] == 0).all()
 
 
+def test_main_bronchi_cut_off_at_the_carina_are_not_lung():
+    hu, _truth = toy_chest()
+    zz, yy, xx = np.ogrid[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
+    trachea = (zz >= 26) & ((yy - 45) ** 2 + (xx - 64) ** 2 <= 3**2)
+    hu[trachea] = -1000.0
+    # Slice 25 is the carina (soft tissue): the gas threshold cannot grow across it.
+    bronchi = np.zeros(hu.shape, bool)
+    for side in (-1, 1):
+        for z in range(20, 25):
+            x0 = 64 + side * (4 + 3 * (24 - z))  # running down and out into each lung
+            bronchi |= (zz == z) & ((yy - 45) ** 2 + (xx - x0) ** 2 <= 2**2)
+    hu[bronchi] = -1000.0
+    lab = sitk.GetArrayFromImage(segment_lungs(to_image(hu, SP)))
+    in_lung = bronchi & (_truth > 0)
+    assert in_lung.sum() > 20
+    assert (lab[in_lung] == 0).mean() > 0.9
+
+
 def test_no_lung_raises():
     hu, _ = toy_chest(lung_hu=40.0)
     with pytest.raises(NoLungError, match="lung"):
