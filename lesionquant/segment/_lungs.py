@@ -306,21 +306,22 @@ def _bridge_bronchi(tree: np.ndarray, lab: np.ndarray, count: np.ndarray,
     if width > _TRACHEA_MAX_WIDTH_MM:
         return tree
     voxel_ml = float(np.prod(sp)) / 1000.0
-    zs = np.flatnonzero(tree.any(axis=(1, 2)))
-    top = int(zs[-1])
+    top = int(np.flatnonzero(tree.any(axis=(1, 2)))[-1])
     x_mid = float(np.mean(xs_tree))
-    x = np.arange(lab.shape[2], dtype=np.float64)
     objs = ndimage.find_objects(lab)
+    pad = [int(np.ceil(_BRONCHUS_GAP_MM / v)) for v in sp]
     for _ in range(2):
-        zs = np.flatnonzero(tree.any(axis=(1, 2)))
         tips = tree.copy()
-        tips[zs[0] + max(1, round(10.0 / sp[0])):] = False
-        near = ndimage.distance_transform_edt(~tips, sampling=sp) <= _BRONCHUS_GAP_MM
-        ids = np.unique(lab[near & ~tree & (lab > 0)])
+        bottom = int(np.flatnonzero(tree.any(axis=(1, 2)))[0])
+        tips[bottom + max(1, round(10.0 / sp[0])):] = False
+        box = _bbox(tips, pad)  # the distance map only around the tips
+        near = ndimage.distance_transform_edt(~tips[box], sampling=sp) <= _BRONCHUS_GAP_MM
+        ids = np.unique(lab[box][near & ~tree[box]])
+        ids = ids[ids > 0]
         keep = []
         for i in ids[count[ids] * voxel_ml <= _BRONCHUS_MAX_ML]:
             sl = objs[i - 1]
-            cx = 0.5 * (x[sl[2].start] + x[sl[2].stop - 1])
+            cx = 0.5 * (sl[2].start + sl[2].stop - 1)
             if sl[0].stop - 1 < top and abs(cx - x_mid) * sp[2] <= _BRONCHUS_MIDLINE_MM:
                 keep.append(i)
         if not keep:
@@ -516,7 +517,9 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     if free_gas is not None and free_gas.any():
         # The diaphragm and the stomach or bowel wall between the lung base and free gas
         # are a thin soft-tissue layer that the closing would fill as a bite of the lung.
-        allowed &= ndimage.distance_transform_edt(~free_gas, sampling=sp) > _FREE_GAS_WALL_MM
+        box = _bbox(free_gas, [int(np.ceil(_FREE_GAS_WALL_MM / v)) for v in sp])
+        wall = ndimage.distance_transform_edt(~free_gas[box], sampling=sp) <= _FREE_GAS_WALL_MM
+        allowed[box] &= ~wall
     out = labels.copy()
     r = s.lung_closing_mm
     pad = [int(np.ceil(r / v)) + 2 for v in sp]
