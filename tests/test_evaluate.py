@@ -30,6 +30,22 @@ def test_table_markdown_and_summary(tmp_path):
     assert "Regenerate with: `lesionquant evaluate`" in path.read_text()
 
 
+@pytest.mark.parametrize("case", ["out_is_dir", "out_parent_missing", "no_data"])
+def test_evaluate_command_rejects_bad_paths_before_running(tmp_path, capsys, case):
+    data, out = tmp_path, tmp_path / "acc.md"
+    if case == "out_is_dir":
+        out = tmp_path
+    elif case == "out_parent_missing":
+        out = tmp_path / "missing" / "acc.md"
+    else:
+        data = tmp_path / "nodata"
+    rc = main(["evaluate", "--data", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert ("--out" in err) if case != "no_data" else ("--data" in err and "nodata" in err)
+    assert not (tmp_path / "acc.md").exists()
+
+
 @pytest.mark.realdata
 def test_medseg_window_mapping(chest_dir):
     jpeg = chest_dir / "medseg-covid-2d-ggo-consolidation" / "images" / "000.jpg"

@@ -49,9 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; 0 on success."""
+    from lesionquant.errors import InvalidInputError
     from lesionquant.evaluate import evaluate, write_report
 
     data = Path(args.data) if args.data else Path.cwd().parent / "shared" / "data"
+    out = Path(args.out)
+    # Checked before the minutes of experiments, not when the report is written.
+    if out.is_dir():
+        raise InvalidInputError("--out is a folder; give the markdown file to write",
+                                source=out)
+    if not out.parent.is_dir():
+        raise InvalidInputError("--out: no such folder for the report", source=out.parent)
+    if not data.is_dir():
+        raise InvalidInputError("--data: no such data folder", source=data)
     tables = evaluate(
         data, figures_dir=Path(args.figures) if args.figures else None,
         phantom_seeds=args.phantom_seeds, phantom_burdens=args.phantom_burdens,
@@ -61,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
     )
     command = "lesionquant evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "evaluate" else "lesionquant evaluate"
-    path = write_report(tables, Path(args.out), command=command)
+    path = write_report(tables, out, command=command)
     print(path)
     return 0
