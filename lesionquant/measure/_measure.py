@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from lesionquant.errors import InvalidInputError
 from lesionquant.measure._quantify import measure_labels
 from lesionquant.segment._grid import to_lps
+from lesionquant.segment._labels import lesion_sides
 
 __all__ = ["measure"]
 
@@ -25,7 +26,8 @@ def measure(
         Label map (0-4) in the geometry of ``image``.
     lungs : SimpleITK.Image, optional
         Lung sides (1 right, 2 left) covering the lesion voxels too. Without it, each
-        lesion voxel is given the side of its nearest lung voxel.
+        lesion voxel takes the majority side of its connected lung (or, for a lesion
+        with no lung labelled around it, the side of its centre).
 
     Returns
     -------
@@ -44,19 +46,6 @@ def measure(
     if lungs is not None:
         side = sitk.GetArrayViewFromImage(to_lps(lungs)[0])
     else:
-        side = _sides_from_labels(np.asarray(labels))
+        side = lesion_sides(np.asarray(labels))
     sx, sy, sz = img.GetSpacing()
     return measure_labels(np.asarray(labels), np.asarray(side), hu, sx * sy * sz / 1000.0)
-
-
-def _sides_from_labels(labels: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    side = np.where(labels <= 2, labels, 0).astype(np.uint8)
-    lesion = labels >= 3
-    if lesion.any() and (side > 0).any():
-        inds = ndimage.distance_transform_edt(
-            side == 0, return_distances=False, return_indices=True
-        )
-        side[lesion] = side[tuple(i[lesion] for i in inds)]
-    return side

@@ -42,6 +42,7 @@ from lesionquant.segment._grid import (
     from_lps,
     to_lps,
 )
+from lesionquant.segment._labels import lesion_sides
 from lesionquant.settings import Settings
 
 __all__ = ["CONSOLIDATION", "GGO", "segment_lesions"]
@@ -116,7 +117,7 @@ def segment_lesions(
     hu = sitk.GetArrayViewFromImage(oriented)
     labels = sitk.GetArrayFromImage(lung_img).astype(np.uint8)
     if (labels > 2).any():  # a label map with lesions: back to lung sides, re-derived below
-        labels = _lesions_to_sides(labels)
+        labels = lesion_sides(labels)
     spacing = tuple(float(v) for v in oriented.GetSpacing()[::-1])
     lung = labels > 0
     if lung.any():
@@ -129,29 +130,6 @@ def segment_lesions(
     out = sitk.GetImageFromArray(labels)
     out.CopyInformation(oriented)
     return from_lps(out, code, image)
-
-
-def _lesions_to_sides(labels: np.ndarray) -> np.ndarray:
-    """Labels 3 and above become the side (1 right, 2 left) of their connected lung.
-
-    Each connected lung component takes the majority side of its labelled 1/2 voxels; a
-    component of lesion only takes the side of its centre (x, LPS: right lung at low x)
-    relative to the middle of the lung's extent.
-    """
-    lung = labels > 0
-    comp, n = ndimage.label(lung, structure=_FULL)
-    right = np.bincount(comp.ravel(), weights=(labels == 1).ravel(), minlength=n + 1)
-    left = np.bincount(comp.ravel(), weights=(labels == 2).ravel(), minlength=n + 1)
-    x = np.broadcast_to(np.arange(labels.shape[2], dtype=np.float64), labels.shape)
-    size = np.bincount(comp.ravel(), minlength=n + 1)
-    cx = np.bincount(comp.ravel(), weights=x.ravel(), minlength=n + 1) / np.maximum(size, 1)
-    xs = np.flatnonzero(lung.any(axis=(0, 1)))
-    mid = 0.5 * (xs[0] + xs[-1])
-    side = np.where(right + left > 0, np.where(left > right, 2, 1), np.where(cx > mid, 2, 1))
-    out = labels.copy()
-    extra = labels > 2
-    out[extra] = side[comp[extra]].astype(np.uint8)
-    return out
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
