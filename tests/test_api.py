@@ -128,6 +128,22 @@ def test_copd_scan_false_lesions_and_lung_dice(chest_dir):
 
 
 @pytest.mark.realdata
+def test_copd_hilar_vessels_are_not_lung_or_consolidation(chest_dir):
+    # Non-contrast hilar arteries and veins, wrapped by the lung, used to be closed into
+    # the lung mask and read as consolidation (0.11 % of the lung, 61 mL of soft tissue
+    # outside the CIP mask); the hilum rule of the lung stage keeps them out.
+    res = quantify(chest_dir / "cip-copd-chest-ct-64" / "ct.nii.gz")
+    truth = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(chest_dir / "cip-copd-chest-ct-64" / "lung_mask.nii.gz"))) > 0
+    lab = sitk.GetArrayFromImage(res.labelmap)
+    hu = sitk.GetArrayFromImage(res.scan.image)
+    voxel_ml = float(np.prod(res.scan.image.GetSpacing())) / 1000.0
+    soft_tissue_outside_ml = np.count_nonzero((lab > 0) & ~truth & (hu > -300)) * voxel_ml
+    assert res["consolidation_pct"] <= 0.07
+    assert soft_tissue_outside_ml <= 56.0
+
+
+@pytest.mark.realdata
 def test_abdomen_control_has_no_lung(chest_dir):
     with pytest.raises(NoLungError):
         quantify(chest_dir / "totalseg-abdomen-ct-no-lungs" / "ct.nii.gz")

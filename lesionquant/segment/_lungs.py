@@ -27,7 +27,8 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
    filled per slice (holes: vessels, consolidation inside the lung), keeping only voxels
    below ``dense_lung_max_hu`` (no bone, no contrast vessels) that are not airway, gas,
    outside the body, in the other lung, in the mediastinum proxy (between the two
-   lungs' medial edges, notch-tolerant, grown through soft tissue) or within 10 mm of
+   lungs' medial edges, notch-tolerant, grown through soft tissue), in the hilum
+   (within 20 mm of the lower end of the airway tree) or within 10 mm of
    free gas (the diaphragm and the stomach wall under the lung base). Consolidation
    touching the pleura is a bite in the aerated lung and is filled back; pleural
    effusion lies outside the hull of the aerated lung (a crescent along the chest
@@ -214,7 +215,7 @@ def _lungs_lowres(
     if not lung.any():
         return np.zeros(low.shape, np.uint8), lung, excluded, airway
     labels = _split(lab, keep, lung, body_filled, sp)
-    labels = _recover_dense(labels, low, excluded | ~inside, sp, s, free_gas)
+    labels = _recover_dense(labels, low, excluded | ~inside, sp, s, free_gas, airway)
     near_airway = ndimage.binary_dilation(airway, structure=_CROSS, iterations=2)
     # Full-resolution gas voxels in the lung blocks touching free gas (the gastric fundus
     # under the base) belong to that gas, like the airway lumen.
@@ -498,14 +499,16 @@ _MEDIASTINUM_GROW_MM = 14.0
 
 def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
                    sp: tuple[float, float, float], s: Settings,
-                   free_gas: np.ndarray | None = None) -> np.ndarray:
+                   free_gas: np.ndarray | None = None,
+                   airway: np.ndarray | None = None) -> np.ndarray:
     """Bring dense lung (consolidation, dependent density) back into each lung.
 
     Each lung is closed with a ball of ``lung_closing_mm`` (bites of dense lung narrower
     than about twice that, e.g. consolidation against the pleura, are filled) and its
     in-plane holes (vessels, consolidation cores surrounded by aerated lung or GGO) are
     filled whatever their density. Closing additions must be below ``dense_lung_max_hu``;
-    nothing is taken from the other lung, the airway, gas or outside the body.
+    nothing is taken from the other lung, the airway, gas or outside the body, the
+    mediastinum proxy or the hilum (:func:`_hilum`).
     """
     dense = (low < s.dense_lung_max_hu) & ~forbidden
     between = _between_lungs(labels, sp, _MEDIAL_NOTCH_MM)
@@ -520,6 +523,9 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
         box = _bbox(free_gas, [int(np.ceil(_FREE_GAS_WALL_MM / v)) for v in sp])
         wall = ndimage.distance_transform_edt(~free_gas[box], sampling=sp) <= _FREE_GAS_WALL_MM
         allowed[box] &= ~wall
+    if airway is not None and airway.any():
+        hilum = _hilum(airway, sp)
+        allowed[hilum[0]] &= ~hilum[1]
     out = labels.copy()
     r = s.lung_closing_mm
     pad = [int(np.ceil(r / v)) + 2 for v in sp]
@@ -535,6 +541,31 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
         add &= (out[box] == 0) & (labels[box] != other)
         out[box][add] = value
     return out
+
+
+#: The hilum: closing additions within this distance of the lowest
+#: :data:`_HILUM_AIRWAY_MM` of the airway tree (main and lobar bronchi), mm.
+_HILUM_MM = 20.0
+_HILUM_AIRWAY_MM = 30.0
+
+
+def _hilum(airway: np.ndarray, sp: tuple[float, float, float]
+           ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """The hilum around the lower end of the airway tree: a box and its mask.
+
+    The pulmonary arteries and veins enter the lung beside the main and lobar bronchi,
+    where the lung wraps around them: the closing fills them like a bite of consolidated
+    lung, and without contrast they have its density (the normal COPD scan: 0.1 % of its
+    lung read as consolidation, all at the hila). Soft tissue within :data:`_HILUM_MM` of
+    the lowest :data:`_HILUM_AIRWAY_MM` of the tree is not added (lung that is aerated
+    there stays lung). Computed in a box around that part of the tree.
+    """
+    tips = airway.copy()
+    bottom = int(np.flatnonzero(airway.any(axis=(1, 2)))[0])
+    tips[bottom + round(_HILUM_AIRWAY_MM / sp[0]) + 1:] = False
+    box = _bbox(tips, [int(np.ceil(_HILUM_MM / v)) for v in sp])
+    near = ndimage.distance_transform_edt(~tips[box], sampling=sp) <= _HILUM_MM
+    return box, near
 
 
 def _small_holes(holes: np.ndarray, sp: tuple[float, float, float]) -> np.ndarray:
