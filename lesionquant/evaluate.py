@@ -185,6 +185,7 @@ def _select(row: dict[str, Any]) -> dict[str, Any]:
 
 def _host_lungs(image: sitk.Image, mask_path: Path | None, settings: Settings) -> sitk.Image:
     from lesionquant.segment import segment_lungs
+    from lesionquant.segment._labels import lesion_sides
 
     if mask_path is None:
         return segment_lungs(image, settings)
@@ -192,11 +193,9 @@ def _host_lungs(image: sitk.Image, mask_path: Path | None, settings: Settings) -
     # Split the CIP whole-lung mask into sides with our own lungs (nearest side).
     ours = _arr(segment_lungs(image, settings))
     m = _arr(mask) > 0
-    from scipy import ndimage
-
-    inds = ndimage.distance_transform_edt(ours == 0, return_distances=False,
-                                          return_indices=True)
-    side = np.where(m, ours[tuple(inds)], 0).astype(np.uint8)
+    # CIP lung voxels outside our mask: read as lesion voxels, they take the nearest side.
+    side = np.where(m, lesion_sides(np.where(m & (ours == 0), 3, ours).astype(np.uint8)), 0)
+    side = side.astype(np.uint8)
     out = sitk.GetImageFromArray(side)
     out.CopyInformation(image)
     return out
