@@ -186,12 +186,6 @@ def grow_tree(
     return TreeSegments(np.concatenate(pts), np.concatenate(rads), np.concatenate(kinds))
 
 
-def _rotate(v, axis, angle):
-    """Rodrigues rotation of vector v about unit axis by angle (rad)."""
-    return (v * np.cos(angle) + np.cross(axis, v) * np.sin(angle)
-            + axis * (axis @ v) * (1 - np.cos(angle)))
-
-
 def rasterise_tree(grid: Grid, tree: TreeSegments, region: np.ndarray):
     """Tube occupancies of a tree: tissue (wall or vessel) and lumen, 0..1 per voxel.
 

@@ -107,3 +107,5 @@ def test_result_is_frozen_and_to_dict_is_json_ready():
     assert res["lesion_pct"] == res.lesion_pct
     assert sitk.GetArrayFromImage(res.ggo_mask).sum() == 250
     assert sitk.GetArrayFromImage(res.lung_mask).sum() == 6000
+    assert sitk.GetArrayFromImage(res.lesion_mask).sum() == 300
+    assert sitk.GetArrayFromImage(res.consolidation_mask).sum() == 50
