@@ -28,7 +28,7 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
    below ``dense_lung_max_hu`` (no bone, no contrast vessels) that are not airway, gas,
    outside the body, in the other lung, in the mediastinum proxy (between the two
    lungs' medial edges, notch-tolerant, grown through soft tissue), in the hilum
-   (within 20 mm of the lower end of the airway tree) or within 10 mm of
+   (within 20 mm of the main bronchi, 30 mm below the carina) or within 10 mm of
    free gas (the diaphragm and the stomach wall under the lung base). Consolidation
    touching the pleura is a bite in the aerated lung and is filled back; pleural
    effusion lies outside the hull of the aerated lung (a crescent along the chest
@@ -543,29 +543,44 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     return out
 
 
-#: The hilum: closing additions within this distance of the lowest
-#: :data:`_HILUM_AIRWAY_MM` of the airway tree (main and lobar bronchi), mm.
+#: The hilum: closing additions within this distance of the airway tree's
+#: :data:`_HILUM_AIRWAY_MM` below the carina (the main bronchi), mm.
 _HILUM_MM = 20.0
 _HILUM_AIRWAY_MM = 30.0
 
 
 def _hilum(airway: np.ndarray, sp: tuple[float, float, float]
            ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """The hilum around the lower end of the airway tree: a box and its mask.
+    """The hilum around the main bronchi: a box and its mask.
 
-    The pulmonary arteries and veins enter the lung beside the main and lobar bronchi,
+    The pulmonary arteries and veins enter the lung beside the main bronchi,
     where the lung wraps around them: the closing fills them like a bite of consolidated
     lung, and without contrast they have its density (the normal COPD scan: 0.1 % of its
     lung read as consolidation, all at the hila). Soft tissue within :data:`_HILUM_MM` of
-    the lowest :data:`_HILUM_AIRWAY_MM` of the tree is not added (lung that is aerated
-    there stays lung). Computed in a box around that part of the tree.
+    the tree's :data:`_HILUM_AIRWAY_MM` below the carina (:func:`_carina`; the lowest
+    :data:`_HILUM_AIRWAY_MM` when the tree never splits) is not added (lung that is
+    aerated there stays lung); lobar and segmental bronchi further down are inside the
+    lung and do not count. Computed in a box around that part of the tree.
     """
+    top = _carina(airway)
+    if top is None:  # no split found: the tree is the trachea and main bronchi at most
+        top = int(np.flatnonzero(airway.any(axis=(1, 2)))[0]) + round(_HILUM_AIRWAY_MM / sp[0])
     tips = airway.copy()
-    bottom = int(np.flatnonzero(airway.any(axis=(1, 2)))[0])
-    tips[bottom + round(_HILUM_AIRWAY_MM / sp[0]) + 1:] = False
+    tips[top + 1:] = False
+    tips[:max(0, top - round(_HILUM_AIRWAY_MM / sp[0]))] = False
     box = _bbox(tips, [int(np.ceil(_HILUM_MM / v)) for v in sp])
     near = ndimage.distance_transform_edt(~tips[box], sampling=sp) <= _HILUM_MM
     return box, near
+
+
+def _carina(airway: np.ndarray) -> int | None:
+    """Slice index (LPS: z grows towards the head) of the carina: the highest slice where
+    the airway tree is two separate pieces in-plane; None when it never splits."""
+    zs = np.flatnonzero(airway.any(axis=(1, 2)))
+    for z in zs[::-1]:
+        if ndimage.label(airway[z], structure=_INPLANE[1])[1] >= 2:
+            return int(z)
+    return None
 
 
 def _small_holes(holes: np.ndarray, sp: tuple[float, float, float]) -> np.ndarray:

@@ -148,3 +148,27 @@ def test_abdomen_without_lungs_raises(chest_dir):
     image = sitk.ReadImage(str(chest_dir / "totalseg-abdomen-ct-no-lungs" / "ct.nii.gz"))
     with pytest.raises(NoLungError):
         segment_lungs(image)
+
+
+def test_hilum_is_found_at_the_carina_not_at_the_lowest_bronchi():
+    from lesionquant.segment._lungs import _carina, _hilum
+
+    # LPS index order: z grows towards the head. Trachea z 30-59 at x 20; main bronchi
+    # from the carina (z 29) down to z 20 at x 12 and x 28; a lobar bronchus continues
+    # from the right one down to z 0.
+    airway = np.zeros((60, 40, 40), bool)
+    airway[30:60, 19:21, 19:21] = True
+    airway[20:30, 19:21, 11:13] = True
+    airway[20:30, 19:21, 27:29] = True
+    airway[0:20, 19:21, 11:13] = True
+    assert _carina(airway) == 29
+    sp = (2.0, 2.0, 2.0)
+    box, near = _hilum(airway, sp)
+    hilum = np.zeros(airway.shape, bool)
+    hilum[box] = near
+    assert hilum[25, 20, 12] and hilum[25, 20, 28]  # beside the main bronchi
+    assert not hilum[2, 20, 12]  # beside the lobar bronchus 54 mm below the carina
+    # A tree that never splits: its lowest 30 mm.
+    assert _carina(airway[30:]) is None
+    box, near = _hilum(airway[30:], sp)
+    assert near.any() and box[0].start == 0
