@@ -26,8 +26,8 @@ def measure(
         Label map (0-4) in the geometry of ``image``.
     lungs : SimpleITK.Image, optional
         Lung sides (1 right, 2 left) covering the lesion voxels too. Without it, each
-        lesion voxel takes the majority side of its connected lung (or, for a lesion
-        with no lung labelled around it, the side of its centre).
+        lesion voxel takes the side of its nearest lung voxel
+        (:func:`lesionquant.segment._labels.lesion_sides`).
 
     Returns
     -------

@@ -524,8 +524,8 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
         wall = ndimage.distance_transform_edt(~free_gas[box], sampling=sp) <= _FREE_GAS_WALL_MM
         allowed[box] &= ~wall
     if airway is not None and airway.any():
-        hilum = _hilum(airway, sp)
-        allowed[hilum[0]] &= ~hilum[1]
+        box, hilum = _hilum(airway, sp)
+        allowed[box] &= ~hilum
     out = labels.copy()
     r = s.lung_closing_mm
     pad = [int(np.ceil(r / v)) + 2 for v in sp]
