@@ -276,8 +276,10 @@ def medseg_image(jpeg: Path) -> sitk.Image:
     return img
 
 
-def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
-    """Experiment 4: the MedSeg 2D expert slices."""
+def medseg_table(medseg_dir: Path, settings: Settings,
+                 figures_dir: Path | None = None) -> Table:
+    """Experiment 4: the MedSeg 2D expert slices (and, with ``figures_dir``, a montage of
+    expert vs pipeline labels, ``medseg_montage.png``)."""
     from PIL import Image
 
     from lesionquant.api import quantify
@@ -287,17 +289,22 @@ def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
         f"{MEDSEG_SPACING_MM} mm pixels assumed, turned upright)",
         note="Lesion area error is (predicted - expert) lesion pixels / expert lesion "
              "pixels, %. 'no lung' = the slice is cropped so tightly that no lung was "
-             "found (counted as all-zero prediction).")
+             "found (counted as all-zero prediction). Expert vs pipeline labels of six "
+             "slices from the worst to the best lesion Dice: "
+             "docs/figures/medseg_montage.png")
+    shown: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for jpeg in sorted((medseg_dir / "images").glob("*.jpg")):
         with Image.open(medseg_dir / "masks" / f"{jpeg.stem}.png") as im:
             truth = _medseg_upright(np.asarray(im))
+        image = medseg_image(jpeg)
         try:
-            res = quantify(medseg_image(jpeg), settings)
+            res = quantify(image, settings)
             pred = _arr(res.labelmap)[0]
             status = "ok"
         except LesionQuantError as exc:
             pred = np.zeros(truth.shape, np.uint8)
             status = "no lung" if "lung" in str(exc) else "error"
+        shown[jpeg.stem] = (_arr(image)[0], truth, pred)
         t_les, p_les = truth > 0, pred >= 3
         table.rows.append({
             "slice": jpeg.stem, "status": status,
@@ -306,7 +313,71 @@ def medseg_table(medseg_dir: Path, settings: Settings) -> Table:
             "lesion_area_err_pct": 100.0 * (int(p_les.sum()) - int(t_les.sum()))
             / max(int(t_les.sum()), 1),
         })
+    if figures_dir is not None and table.rows:
+        ranked = sorted(table.rows, key=lambda r: (r["lesion_dice"], r["slice"]))
+        picks = [ranked[round(q * (len(ranked) - 1))] for q in np.linspace(0, 1, 6)]
+        picks = list({r["slice"]: r for r in picks}.values())
+        save_medseg_montage([(r, *shown[r["slice"]]) for r in picks],
+                            Path(figures_dir) / "medseg_montage.png")
     return table
+
+
+def save_medseg_montage(
+    items: list[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]], path: Path
+) -> Path:
+    """Write expert (top) vs pipeline (bottom) labels of MedSeg slices side by side.
+
+    Parameters
+    ----------
+    items : list of (row, hu, truth, pred)
+        The table row (``slice``, ``lesion_dice``, ``lesion_area_err_pct``), the slice in
+        assumed HU, the expert labels (1 GGO, 2 consolidation) and the pipeline label map
+        (1-2 lung, 3 GGO, 4 consolidation), all 2D and upright.
+    path : Path
+        PNG to write (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(items), figsize=(2.9 * len(items), 6.4), squeeze=False)
+    for col, (row, hu, truth, pred) in enumerate(items):
+        _draw_labels(axes[0, col], hu, truth == 1, truth == 2)
+        _draw_labels(axes[1, col], hu, pred == 3, pred == 4, lung=pred > 0)
+        axes[0, col].set_title(f"{row['slice']}: expert", fontsize=9)
+        axes[1, col].set_title(f"lesionquant: Dice {row['lesion_dice']:.2f}, area "
+                               f"{row['lesion_area_err_pct']:+.0f} %", fontsize=9)
+    fig.suptitle("MedSeg slices: GGO yellow, consolidation magenta, lung mask cyan "
+                 "(worst to best lesion Dice)", fontsize=10)
+    return _save_figure(fig, path)
+
+
+def _draw_labels(ax: Any, hu: np.ndarray, ggo: np.ndarray, cons: np.ndarray,
+                 lung: np.ndarray | None = None) -> None:
+    """A 2D slice in the lung window (W1500/L-600) with GGO (yellow) and consolidation
+    (magenta) fills and, when given, the lung contour (cyan)."""
+    ax.imshow(hu, cmap="gray", vmin=-1350, vmax=150, interpolation="nearest")
+    rgba = np.zeros((*hu.shape, 4))
+    rgba[ggo] = (1.0, 0.9, 0.0, 0.45)
+    rgba[cons] = (1.0, 0.0, 1.0, 0.55)
+    ax.imshow(rgba, interpolation="nearest")
+    if lung is not None and lung.any():
+        ax.contour(lung, [0.5], colors="c", linewidths=0.7)
+    ax.set_axis_off()
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (80 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> Table:
@@ -343,24 +414,11 @@ def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
     lab = _arr(to_lps(result.labelmap)[0])
     z = int(np.argmax((lab > 0).sum(axis=(1, 2))))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    for ax, show in zip(axes, (False, True), strict=True):
-        ax.imshow(hu[z], cmap="gray", vmin=-1350, vmax=150, interpolation="nearest")
-        if show:
-            rgba = np.zeros((*lab[z].shape, 4))
-            rgba[lab[z] == 3] = (1.0, 0.9, 0.0, 0.45)
-            rgba[lab[z] == 4] = (1.0, 0.0, 1.0, 0.55)
-            ax.imshow(rgba, interpolation="nearest")
-            if (lab[z] > 0).any():
-                ax.contour(lab[z] > 0, [0.5], colors="c", linewidths=0.7)
-        ax.set_axis_off()
+    none = np.zeros(lab[z].shape, bool)
+    _draw_labels(axes[0], hu[z], none, none)
+    _draw_labels(axes[1], hu[z], lab[z] == 3, lab[z] == 4, lung=lab[z] > 0)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=80)
-    finally:
-        plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------ driver
@@ -388,7 +446,7 @@ def evaluate(
     settings : Settings, optional
         Pipeline settings under test.
     figures_dir : Path, optional
-        Where the TCIA overlay PNGs go; ``None`` writes none.
+        Where the TCIA overlay PNGs and the MedSeg montage go; ``None`` writes none.
     phantom_seeds, phantom_burdens, phantom_size_xyz, phantom_spacing_mm
         The phantom grid (burdens in % of lung).
     insert_seeds, insert_burdens
@@ -410,7 +468,7 @@ def evaluate(
     say("real CT without COVID-19")
     tables.append(normal_table(chest, s))
     say("MedSeg 2D")
-    tables.append(medseg_table(chest / "medseg-covid-2d-ggo-consolidation", s))
+    tables.append(medseg_table(chest / "medseg-covid-2d-ggo-consolidation", s, figures_dir))
     say("TCIA COVID-19 slices")
     tables.append(tcia_table(chest / "tcia-covid19-ny-sbu-axial-slices", figures_dir, s))
     return tables

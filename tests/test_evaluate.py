@@ -7,7 +7,14 @@ import pytest
 import SimpleITK as sitk
 
 from lesionquant.cli import main
-from lesionquant.evaluate import MEDSEG_WINDOW, Table, dice, medseg_image, write_report
+from lesionquant.evaluate import (
+    MEDSEG_WINDOW,
+    Table,
+    dice,
+    medseg_image,
+    save_medseg_montage,
+    write_report,
+)
 
 
 def test_dice():
@@ -71,3 +78,28 @@ def test_evaluate_command_writes_report(data_root, tmp_path):
                   "TCIA"):
         assert title in text
     assert len(list((tmp_path / "fig").glob("pipeline_tcia_*.png"))) == 10
+    assert (tmp_path / "fig" / "medseg_montage.png").stat().st_size > 10_000
+    assert "docs/figures/medseg_montage.png" in text
+
+
+def test_medseg_montage_shows_expert_and_pipeline_labels(tmp_path):
+    hu = np.full((64, 80), -850.0, np.float32)
+    truth = np.zeros((64, 80), np.uint8)
+    truth[20:30, 10:30] = 1
+    truth[40:50, 50:70] = 2
+    pred = np.where(np.ones_like(truth, bool), 1, 0).astype(np.uint8)
+    pred[20:30, 12:30] = 3
+    rows = [{"slice": f"{i:03d}", "lesion_dice": 0.5, "lesion_area_err_pct": -10.0}
+            for i in range(3)]
+    path = save_medseg_montage([(r, hu, truth, pred) for r in rows],
+                               tmp_path / "medseg_montage.png")
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    assert im.size[0] > im.size[1]  # one column per slice
+    # yellow GGO and magenta consolidation fills are drawn
+    yellow = (rgb[..., 0] > 150) & (rgb[..., 1] > 130) & (rgb[..., 2] < 110)
+    magenta = (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] > 150)
+    assert yellow.sum() > 100 and magenta.sum() > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["medseg_montage.png"]

@@ -2,7 +2,7 @@
 
 Runs the phantom, insertion, normal-CT, MedSeg and TCIA experiments of
 :mod:`lesionquant.evaluate` against the shared data folder and writes the tables as
-markdown (and the TCIA overlay PNGs).
+markdown (and the TCIA overlay PNGs and the MedSeg montage).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", default="docs/accuracy.md",
                    help="markdown report to write (default docs/accuracy.md)")
     p.add_argument("--figures", metavar="DIR", default="docs/figures",
-                   help="folder for the TCIA overlay PNGs (default docs/figures)")
+                   help="folder for the TCIA overlay PNGs and the MedSeg montage "
+                   "(default docs/figures)")
     p.add_argument("--phantom-seeds", type=_ints, default=(0, 1, 2), metavar="S,S")
     p.add_argument("--phantom-burdens", type=_floats, default=(2.0, 10.0, 30.0),
                    metavar="PCT,PCT")
