@@ -13,6 +13,7 @@ from lesionquant.evaluate import (
     dice,
     medseg_image,
     save_medseg_montage,
+    targets,
     write_report,
 )
 
@@ -103,3 +104,21 @@ def test_medseg_montage_shows_expert_and_pipeline_labels(tmp_path):
     magenta = (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] > 150)
     assert yellow.sum() > 100 and magenta.sum() > 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["medseg_montage.png"]
+
+
+def test_targets_are_checked_for_each_background_separately():
+    def row(host, err, dsc):
+        return {"host": host, "lesion_err_pp": err, "lesion_dice": dsc}
+
+    phantoms = Table("Phantoms (512x512x300)", rows=[
+        {"lesion_err_pp": -0.4, "lesion_dice": 0.9, "lung_ml_err_pct": 1.5,
+         "cons_in_lung": 0.8}])
+    inserted = Table("Lesions inserted into real chest CT", rows=[
+        row("a", 0.5, 0.9), row("a", -0.9, 0.86), row("b", -3.0, 0.7), row("b", 0.2, 0.95)])
+    got = {r["target"]: (r["measured"], r["holds"]) for r in targets([phantoms, inserted]).rows}
+    assert got["lesion % error, worst (inserted into a)"] == (0.9, "yes")
+    assert got["lesion Dice, worst (inserted into a)"] == (0.86, "yes")
+    assert got["lesion % error, worst (inserted into b)"] == (3.0, "NO")
+    assert got["lesion Dice, worst (inserted into b)"] == (0.7, "NO")
+    assert got["lung volume error, worst (phantoms)"] == (1.5, "yes")
+    assert not any("insertion into real CT" in k for k in got)
