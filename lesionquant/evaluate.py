@@ -304,7 +304,8 @@ def medseg_table(medseg_dir: Path, settings: Settings,
         except LesionQuantError as exc:
             pred = np.zeros(truth.shape, np.uint8)
             status = "no lung" if "lung" in str(exc) else "error"
-        shown[jpeg.stem] = (_arr(image)[0], truth, pred)
+        if figures_dir is not None:  # kept for the montage only (about 1.5 MB a slice)
+            shown[jpeg.stem] = (_arr(image)[0], truth, pred)
         t_les, p_les = truth > 0, pred >= 3
         table.rows.append({
             "slice": jpeg.stem, "status": status,
