@@ -337,12 +337,7 @@ def save_medseg_montage(
     path : Path
         PNG to write (atomically).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(items), figsize=(2.9 * len(items), 6.4), squeeze=False)
+    fig, axes = _new_figure(2, len(items), (2.9 * len(items), 6.4))
     for col, (row, hu, truth, pred) in enumerate(items):
         _draw_labels(axes[0, col], hu, truth == 1, truth == 2)
         _draw_labels(axes[1, col], hu, pred == 3, pred == 4, lung=pred > 0)
@@ -368,16 +363,23 @@ def _draw_labels(ax: Any, hu: np.ndarray, ggo: np.ndarray, cons: np.ndarray,
     ax.set_axis_off()
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
-    """Write a matplotlib figure to ``path`` atomically (80 dpi) and close it."""
-    import matplotlib.pyplot as plt
+def _new_figure(nrows: int, ncols: int, size_in: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib Figure on an Agg canvas and its (nrows, ncols) axes, without pyplot:
+    no global backend switch and no figure registry in the caller's process (as in
+    :mod:`lesionquant.qa._overlays`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=size_in)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure from :func:`_new_figure` to ``path`` atomically (80 dpi)."""
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=80)
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     return path
 
 
@@ -404,20 +406,15 @@ def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> 
 def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
     """Write a lung-window (W1500/L-600) PNG of the middle lung slice with the lung
     contour (cyan), GGO (yellow) and consolidation (magenta) fills, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from lesionquant.segment._grid import to_lps
 
     hu = _arr(to_lps(result.scan.image)[0])
     lab = _arr(to_lps(result.labelmap)[0])
     z = int(np.argmax((lab > 0).sum(axis=(1, 2))))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    fig, axes = _new_figure(1, 2, (10, 5.4))
     none = np.zeros(lab[z].shape, bool)
-    _draw_labels(axes[0], hu[z], none, none)
-    _draw_labels(axes[1], hu[z], lab[z] == 3, lab[z] == 4, lung=lab[z] > 0)
+    _draw_labels(axes[0, 0], hu[z], none, none)
+    _draw_labels(axes[0, 1], hu[z], lab[z] == 3, lab[z] == 4, lung=lab[z] > 0)
     fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)
 

@@ -287,7 +287,10 @@ def _hilar_zone(lung: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...])
 
     The tissue between the lungs (mediastinum, hila, spine) is the non-lung voxels of a
     row that have right lung (label 1, low x in LPS) on their low-x side and left lung
-    (label 2) on their high-x side.
+    (label 2) on their high-x side. Unlike the lung stage's mediastinum proxy
+    (``_lungs._between_lungs``, only between the two most medial lung voxels) this
+    includes tissue between pieces of one lung in a row, the hilum of a single slice:
+    with that proxy instead the lungmask slice's false lesion rose from 3.4 to 5.2 %.
     """
     right = np.maximum.accumulate(sides == 1, axis=2)
     left = np.maximum.accumulate((sides == 2)[:, :, ::-1], axis=2)[:, :, ::-1]
