@@ -296,15 +296,16 @@ def medseg_table(medseg_dir: Path, settings: Settings,
     for jpeg in sorted((medseg_dir / "images").glob("*.jpg")):
         with Image.open(medseg_dir / "masks" / f"{jpeg.stem}.png") as im:
             truth = _medseg_upright(np.asarray(im))
-        image = medseg_image(jpeg)
+        image = None
         try:
+            image = medseg_image(jpeg)
             res = quantify(image, settings)
             pred = _arr(res.labelmap)[0]
             status = "ok"
         except LesionQuantError as exc:
             pred = np.zeros(truth.shape, np.uint8)
             status = "no lung" if "lung" in str(exc) else "error"
-        if figures_dir is not None:  # kept for the montage only (about 1.5 MB a slice)
+        if figures_dir is not None and image is not None:  # for the montage only
             shown[jpeg.stem] = (_arr(image)[0], truth, pred)
         t_les, p_les = truth > 0, pred >= 3
         table.rows.append({
@@ -314,8 +315,9 @@ def medseg_table(medseg_dir: Path, settings: Settings,
             "lesion_area_err_pct": 100.0 * (int(p_les.sum()) - int(t_les.sum()))
             / max(int(t_les.sum()), 1),
         })
-    if figures_dir is not None and table.rows:
-        ranked = sorted(table.rows, key=lambda r: (r["lesion_dice"], r["slice"]))
+    if figures_dir is not None and shown:
+        ranked = sorted((r for r in table.rows if r["slice"] in shown),
+                        key=lambda r: (r["lesion_dice"], r["slice"]))
         picks = [ranked[round(q * (len(ranked) - 1))] for q in np.linspace(0, 1, 6)]
         picks = list({r["slice"]: r for r in picks}.values())
         save_medseg_montage([(r, *shown[r["slice"]]) for r in picks],

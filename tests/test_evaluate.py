@@ -12,6 +12,7 @@ from lesionquant.evaluate import (
     Table,
     dice,
     medseg_image,
+    medseg_table,
     save_medseg_montage,
     targets,
     write_report,
@@ -122,3 +123,21 @@ def test_targets_are_checked_for_each_background_separately():
     assert got["lesion Dice, worst (inserted into b)"] == (0.7, "NO")
     assert got["lung volume error, worst (phantoms)"] == (1.5, "yes")
     assert not any("insertion into real CT" in k for k in got)
+
+
+def test_medseg_table_survives_an_unreadable_jpeg(tmp_path):
+    from PIL import Image
+
+    from lesionquant.settings import Settings
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((64, 64), 120, np.uint8)).save(tmp_path / "images" / "000.jpg")
+    (tmp_path / "images" / "001.jpg").write_bytes(b"not a jpeg")
+    for stem in ("000", "001"):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "masks" / f"{stem}.png")
+    table = medseg_table(tmp_path, Settings(), tmp_path / "fig")
+    status = {r["slice"]: r["status"] for r in table.rows}
+    assert status["001"] == "error"
+    assert status["000"] in ("ok", "no lung")
+    assert (tmp_path / "fig" / "medseg_montage.png").is_file()
