@@ -18,7 +18,8 @@ although its density falls into a band, and how it is removed (``docs/method.md`
 * **Normal dependent density**: the anterior-to-posterior HU gradient of normal
   parenchyma (fitted on voxels below -600 HU) is subtracted, up to
   ``dependent_correction_max_hu``, before the GGO threshold.
-* **Single thick slices** (fewer than ``_FEW_SLICES`` slices): in the hilar zone of
+* **Single thick slices** (fewer than ``_FEW_SLICES`` slices, each at least
+  ``_THICK_SLICE_MM`` thick): in the hilar zone of
   aerated lung, a 2D ridge filter marks vessels and bronchial walls, their wide
   partial-volume halo is left out of the background, and the background must be clearly
   denser than the GGO threshold.
@@ -57,6 +58,11 @@ _TOPHAT_HU = 120.0
 #: Single-slice handling (scans with fewer slices than this: no 3D context, and the thick
 #: slices of such series smear oblique hilar vessels into broad partial-volume halos).
 _FEW_SLICES = 5
+#: ... and only for slices at least this thick, mm: the hilar rules answer the
+#: partial-volume smearing of thick slices (measured on 1-5 mm single slices); a slab of
+#: thinner slices (the two 0.5 mm slices of the COPD crop) has no such halo, and the rules
+#: removed the lesions inserted into its hilar zone (``docs/method.md``).
+_THICK_SLICE_MM = 0.75
 #: In-plane scales (mm) of the 2D ridge filter, small vessels to hilar trunks; a voxel at
 #: or above ``_RIDGE_MIN_HU`` whose ridge strength exceeds ``_RIDGE_HU`` (HU) is a vessel.
 _RIDGE_MM = (1.0, 2.0, 3.0, 4.0)
@@ -383,7 +389,7 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     thick = _open(dense, opening)
     thin |= dense & ~thick
     vessel = thin | _vessels(hu, thick, spacing, s)
-    few = hu.shape[0] < _FEW_SLICES
+    few = hu.shape[0] < _FEW_SLICES and spacing[0] >= _THICK_SLICE_MM
     if few:
         aerated = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
         # Hilar zone in aerated lung: thick-slice hilar vessels and bronchial walls.
