@@ -131,7 +131,9 @@ def test_copd_scan_false_lesions_and_lung_dice(chest_dir):
 def test_copd_hilar_vessels_are_not_lung_or_consolidation(chest_dir):
     # Non-contrast hilar arteries and veins, wrapped by the lung, used to be closed into
     # the lung mask and read as consolidation (0.11 % of the lung, 61 mL of soft tissue
-    # outside the CIP mask); the hilum rule of the lung stage keeps them out.
+    # outside the CIP mask); the hilum rule of the lung stage keeps them out. 50.8 mL of
+    # soft tissue outside the CIP mask before, 55.9 mL since lung that is not normally
+    # aerated lifts the hilum veto (hilar vessels at 4 mm voxels blur the lung around them).
     res = quantify(chest_dir / "cip-copd-chest-ct-64" / "ct.nii.gz")
     truth = sitk.GetArrayFromImage(
         sitk.ReadImage(str(chest_dir / "cip-copd-chest-ct-64" / "lung_mask.nii.gz"))) > 0
@@ -140,7 +142,7 @@ def test_copd_hilar_vessels_are_not_lung_or_consolidation(chest_dir):
     voxel_ml = float(np.prod(res.scan.image.GetSpacing())) / 1000.0
     soft_tissue_outside_ml = np.count_nonzero((lab > 0) & ~truth & (hu > -300)) * voxel_ml
     assert res["consolidation_pct"] <= 0.07
-    assert soft_tissue_outside_ml <= 56.0
+    assert soft_tissue_outside_ml <= 60.0
 
 
 @pytest.mark.realdata
