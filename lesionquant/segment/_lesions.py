@@ -6,8 +6,12 @@ voxel's HU is compared with the density bands of :class:`~lesionquant.settings.S
 although its density falls into a band, and how it is removed (``docs/method.md``):
 
 * **Thin structures** (small vessels, fissures, airway walls, the partial-volume halo of
-  vessels): a box opening of half-width ``lesion_opening_mm`` removes every candidate
-  structure thinner than about twice that; lesions are blob- or sheet-like and thicker.
+  vessels): a white top-hat marks structures brighter than their surroundings and
+  narrower than ``tophat_mm`` (on voxels up to ``_CORE_MAX_VOXEL_MM``, ground-glass
+  density counts only within ``_CORE_HALO_MM`` of a dense core: a small ground-glass
+  focus is not a vessel halo), and a box opening of half-width ``lesion_opening_mm``
+  removes every candidate structure thinner than about twice that; lesions are blob- or
+  sheet-like and thicker.
 * **Larger vessels** (dense and tubular): a Hessian vesselness (Frangi-type objectness
   for bright lines, at the scales ``vessel_sigma_mm``) above ``vessel_threshold`` marks
   tubes; dense voxels on tubes and the GGO halo around them are removed. Consolidation is
@@ -55,6 +59,14 @@ _FULL = ndimage.generate_binary_structure(3, 3)
 #: A voxel this much brighter than the grey opening of its neighbourhood is part of a
 #: thin bright structure (vessel, fissure, airway wall), HU.
 _TOPHAT_HU = 120.0
+#: On scans whose voxels are at most ``_CORE_MAX_VOXEL_MM`` on every axis, a thin
+#: structure of ground-glass density is a vessel (its partial-volume halo) only within
+#: ``_CORE_HALO_MM`` of a dense (consolidation-band) thin voxel: a vessel that reaches the
+#: GGO band there has a dense core, a small ground-glass focus has none. On coarser voxels
+#: small vessels are diluted to ground-glass density without a core, so every thin voxel
+#: counts (``docs/method.md``), mm.
+_CORE_MAX_VOXEL_MM = 2.0
+_CORE_HALO_MM = 3.0
 #: Single-slice handling (scans with fewer slices than this: no 3D context, and the thick
 #: slices of such series smear oblique hilar vessels into broad partial-volume halos).
 _FEW_SLICES = 5
@@ -385,6 +397,12 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     base = _grey_opening(hu, s.tophat_mm, spacing)
     thin = lung & (hu - base > _TOPHAT_HU) & (hu >= g_lo) & (base - corr < g_lo)
     del base
+    if max(spacing) <= _CORE_MAX_VOXEL_MM:
+        # Thin voxels of ground-glass density are a vessel's partial-volume halo only
+        # near the vessel's dense core; farther out they are a small ground-glass focus.
+        core = thin & (hu >= c_lo)
+        thin &= (hu >= c_lo) | _box(core, _half_width(_CORE_HALO_MM, spacing), "dilate")
+        del core
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
     thin |= dense & ~thick
