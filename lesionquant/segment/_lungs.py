@@ -563,9 +563,9 @@ _NEIGHBOURHOOD_MM = 16.0
 #: Normally aerated: below the lung's own 10th HU percentile plus this (about -795 HU on
 #: the phantoms and the aorta crop), HU ...
 _NORMAL_OFFSET_HU = 60.0
-#: ... and at least below this, HU: with emphysema the 10th percentile is emphysema (the
-#: COPD scan: -960 HU), and its -870 HU parenchyma read as diseased around the hila
-#: (16 mL of hilar soft tissue came in at -900 HU).
+#: ... and always below this, HU: with emphysema the 10th percentile is emphysema (the
+#: COPD scan: -960 HU), and with a -900 HU level its -870 HU parenchyma read as diseased
+#: around the hila (16 mL of hilar soft tissue came in).
 _NORMAL_MIN_HU = -850.0
 #: Diseased neighbourhood: less than this share of its aerated lung is normal.
 _DISEASED_NORMAL_FRACTION = 0.3
