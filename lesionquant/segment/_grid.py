@@ -7,6 +7,7 @@
 * :func:`block_mean` / :func:`block_upsample`: the ~2 mm working grid of the heavy
   morphology, made by averaging integer blocks of voxels, and its exact inverse
   (every full-resolution voxel takes the value of its block).
+* :func:`bbox`: the padded bounding box of a mask, where the stages crop their work.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["block_factors", "block_mean", "block_upsample", "from_lps", "to_lps"]
+__all__ = ["bbox", "block_factors", "block_mean", "block_upsample", "from_lps", "to_lps"]
 
 #: HU below which a voxel is outside the scanner's field of view (padding -2048/-3024).
 PADDING_HU = -1500.0
@@ -87,3 +88,15 @@ def block_upsample(
         for i, (o, n, f) in enumerate(zip(offset, shape, factors, strict=True))
     ]
     return low[np.ix_(*idx)]
+
+
+def bbox(mask: np.ndarray, pad: tuple[int, ...] | list[int]) -> tuple[slice, slice, slice]:
+    """Bounding box of the non-empty 3D ``mask``, grown by ``pad`` voxels per axis and
+    clipped to the array."""
+    out = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(mask.any(axis=other))
+        out.append(slice(max(0, int(nz[0]) - pad[axis]),
+                         min(mask.shape[axis], int(nz[-1]) + 1 + pad[axis])))
+    return tuple(out)  # type: ignore[return-value]

@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from lesionquant.errors import InvalidInputError
 from lesionquant.segment._grid import (
+    bbox,
     block_factors,
     block_mean,
     block_upsample,
@@ -139,7 +140,10 @@ def segment_lesions(
     spacing = tuple(float(v) for v in oriented.GetSpacing()[::-1])
     lung = labels > 0
     if lung.any():
-        box = _bbox(lung)
+        # The box holds a rim of non-lung around the lung wherever the scan goes on: the
+        # box filters replicate the box's faces ("nearest"), which would read the apex
+        # and base slices of the lung as lung continuing beyond them (no rim there).
+        box = bbox(lung, _half_width(s.rim_mm, spacing))
         ggo, cons = _lesions(hu[box].astype(np.float32), labels[box], spacing, s)
         sub = labels[box]
         sub[ggo] = GGO
@@ -148,15 +152,6 @@ def segment_lesions(
     out = sitk.GetImageFromArray(labels)
     out.CopyInformation(oriented)
     return from_lps(out, code, image)
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    return tuple(out)  # type: ignore[return-value]
 
 
 def _half_width(mm: float, spacing: tuple[float, ...]) -> tuple[int, ...]:

@@ -55,6 +55,7 @@ from scipy import ndimage
 from lesionquant.errors import InvalidInputError, NoLungError
 from lesionquant.segment._grid import (
     PADDING_HU,
+    bbox,
     block_factors,
     block_mean,
     block_upsample,
@@ -319,7 +320,7 @@ def _bridge_bronchi(tree: np.ndarray, lab: np.ndarray, count: np.ndarray,
         tips = tree.copy()
         bottom = int(np.flatnonzero(tree.any(axis=(1, 2)))[0])
         tips[bottom + max(1, round(10.0 / sp[0])):] = False
-        box = _bbox(tips, pad)  # the distance map only around the tips
+        box = bbox(tips, pad)  # the distance map only around the tips
         near = ndimage.distance_transform_edt(~tips[box], sampling=sp) <= _BRONCHUS_GAP_MM
         ids = np.unique(lab[box][near & ~tree[box]])
         ids = ids[ids > 0]
@@ -535,7 +536,7 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     if free_gas is not None and free_gas.any():
         # The diaphragm and the stomach or bowel wall between the lung base and free gas
         # are a thin soft-tissue layer that the closing would fill as a bite of the lung.
-        box = _bbox(free_gas, [int(np.ceil(_FREE_GAS_WALL_MM / v)) for v in sp])
+        box = bbox(free_gas, [int(np.ceil(_FREE_GAS_WALL_MM / v)) for v in sp])
         wall = ndimage.distance_transform_edt(~free_gas[box], sampling=sp) <= _FREE_GAS_WALL_MM
         allowed[box] &= ~wall
     if airway is not None and airway.any():
@@ -548,7 +549,7 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
         m = labels == value
         if not m.any():
             continue
-        box = _bbox(m, pad)
+        box = bbox(m, pad)
         sub = m[box]
         add = _closing(sub, r, sp) & allowed[box]
         holes = ndimage.binary_fill_holes(sub | add, structure=_INPLANE) & ~sub & ~add
@@ -633,7 +634,7 @@ def _hilum(airway: np.ndarray, sp: tuple[float, float, float]
     tips = airway.copy()
     tips[top + 1:] = False
     tips[:max(0, top - round(_HILUM_AIRWAY_MM / sp[0]))] = False
-    box = _bbox(tips, [int(np.ceil(_HILUM_MM / v)) for v in sp])
+    box = bbox(tips, [int(np.ceil(_HILUM_MM / v)) for v in sp])
     near = ndimage.distance_transform_edt(~tips[box], sampling=sp) <= _HILUM_MM
     return box, near
 
@@ -660,17 +661,6 @@ def _small_holes(holes: np.ndarray, sp: tuple[float, float, float]) -> np.ndarra
     return small[lab]
 
 
-def _bbox(mask: np.ndarray, pad: list[int]) -> tuple[slice, slice, slice]:
-    sl = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        lo = max(0, nz[0] - pad[axis])
-        hi = min(mask.shape[axis], nz[-1] + 1 + pad[axis])
-        sl.append(slice(lo, hi))
-    return tuple(sl)  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------- full res
 
 
@@ -694,7 +684,7 @@ def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.nd
     nearest_low = labels_low[tuple(inds)]
     dense_low = lung_low & ~aerated_low
 
-    box_low = _bbox(outer, [0, 0, 0])
+    box_low = bbox(outer, [0, 0, 0])
     f = factors
     off = tuple(sl.start * fi for sl, fi in zip(box_low, f, strict=True))
     stop = tuple(min(hu.shape[i], box_low[i].stop * f[i]) for i in range(3))

@@ -177,3 +177,20 @@ def test_label_map_with_lesions_is_read_as_lung(chest):
     assert ((again > 0) == (labels > 0)).all()
     assert ((again == 2) == (labels == 2)).all()
     assert (again == first).mean() > 0.999
+
+
+def test_partial_volume_apex_and_base_slices_are_not_lesion():
+    # A 5 mm slice through the lung apex or base averages lung with the tissue above or
+    # below it (about -600 HU). The lesion stage works in the lung's bounding box, whose
+    # filters replicated its faces: the apex and base slices read as lung going on beyond
+    # them and kept no rim (every cap voxel was GGO; the 5 mm healthy sample 0.73 % lesion).
+    sp = (5.0, 1.5, 1.5)
+    hu, labels = toy_chest((40, 200, 260), sp, noise_hu=15.0)
+    zs = np.flatnonzero((labels > 0).any(axis=(1, 2)))
+    cap = (labels > 0) & np.isin(np.arange(40), [zs[0], zs[-1]])[:, None, None]
+    hu[cap] = -600.0 + np.random.default_rng(2).normal(0, 15, int(cap.sum()))
+    image = to_image(hu, sp)
+    lungs = sitk.GetImageFromArray(labels)
+    lungs.CopyInformation(image)
+    out = sitk.GetArrayFromImage(segment_lesions(image, lungs))
+    assert (out[cap] >= 3).mean() < 0.05
