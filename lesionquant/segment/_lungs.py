@@ -570,11 +570,12 @@ _NORMAL_OFFSET_HU = 60.0
 _NORMAL_MIN_HU = -850.0
 #: Diseased neighbourhood: less than this share of its aerated lung is normal.
 _DISEASED_NORMAL_FRACTION = 0.3
-#: Healthy neighbourhood: more than this share of its aerated lung is normal. Only
-#: within :data:`_HEALTHY_VETO_MM` (in-plane) of the tissue between the lungs, where the
-#: great vessels are: a pleural-based consolidation at the chest wall with healthy lung
-#: around stays lung.
-_HEALTHY_NORMAL_FRACTION = 0.6
+#: Healthy neighbourhood: more than this share of its aerated lung is normal (0.6 left
+#: the hilar vessels of a healthy 5 mm-slice phantom in: partial volume of vessels lifts
+#: its healthy lung to a median share of 0.59). Only within :data:`_HEALTHY_VETO_MM`
+#: (in-plane) of the tissue between the lungs, where the great vessels are: a
+#: pleural-based consolidation at the chest wall with healthy lung around stays lung.
+_HEALTHY_NORMAL_FRACTION = 0.55
 _HEALTHY_VETO_MM = 50.0
 #: For the healthy test the aerated lung is eroded by this much (its partial-volume edge
 #: against the addition is not normal lung), mm: one block on the ~2 mm working grid,
