@@ -72,8 +72,8 @@ def test_evaluate_command_writes_report(data_root, tmp_path):
     rc = main(["evaluate", "--data", str(data_root), "--out", str(out),
                "--figures", str(tmp_path / "fig"), "--phantom-seeds", "0",
                "--phantom-burdens", "10", "--phantom-size", "96,96,48",
-               "--phantom-spacing", "3.6,3.6,6.0", "--insert-seeds", "0",
-               "--insert-burdens", "10"])
+               "--phantom-spacing", "3.6,3.6,6.0", "--thick-slices-mm", "12",
+               "--insert-seeds", "0", "--insert-burdens", "10"])
     assert rc == 0
     text = out.read_text()
     for title in ("Phantoms", "inserted into real chest CT", "without COVID-19", "MedSeg",
@@ -82,6 +82,9 @@ def test_evaluate_command_writes_report(data_root, tmp_path):
     assert len(list((tmp_path / "fig").glob("pipeline_tcia_*.png"))) == 10
     assert (tmp_path / "fig" / "medseg_montage.png").stat().st_size > 10_000
     assert "docs/figures/medseg_montage.png" in text
+    # the thick-slice phantoms: half the slices, twice as thick, with their own targets
+    assert "Phantoms (96x96x24 at 3.6x3.6x12.0 mm)" in text
+    assert "lesion Dice, worst (phantoms 3.6x3.6x12.0 mm)" in text
 
 
 def test_medseg_montage_shows_expert_and_pipeline_labels(tmp_path):
@@ -116,7 +119,13 @@ def test_targets_are_checked_for_each_background_separately():
          "cons_in_lung": 0.8}])
     inserted = Table("Lesions inserted into real chest CT", rows=[
         row("a", 0.5, 0.9), row("a", -0.9, 0.86), row("b", -3.0, 0.7), row("b", 0.2, 0.95)])
-    got = {r["target"]: (r["measured"], r["holds"]) for r in targets([phantoms, inserted]).rows}
+    thick = Table("Phantoms (512x512x60 at 0.7x0.7x5.0 mm)", rows=[
+        {"lesion_err_pp": 6.1, "lesion_dice": 0.5, "lung_ml_err_pct": 1.8,
+         "cons_in_lung": 0.9}])
+    got = {r["target"]: (r["measured"], r["holds"])
+           for r in targets([phantoms, thick, inserted]).rows}
+    assert got["lesion % error, worst (phantoms 0.7x0.7x5.0 mm)"] == (6.1, "NO")
+    assert got["lung volume error, worst (phantoms 0.7x0.7x5.0 mm)"] == (1.8, "yes")
     assert got["lesion % error, worst (inserted into a)"] == (0.9, "yes")
     assert got["lesion Dice, worst (inserted into a)"] == (0.86, "yes")
     assert got["lesion % error, worst (inserted into b)"] == (3.0, "NO")

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-size", type=_ints, default=(512, 512, 300), metavar="X,Y,Z")
     p.add_argument("--phantom-spacing", type=_floats, default=(0.7, 0.7, 1.0),
                    metavar="X,Y,Z", help="mm")
+    p.add_argument("--thick-slices-mm", type=float, default=5.0, metavar="MM",
+                   help="the phantoms again with slices this thick, over the same length "
+                   "(default 5; 0 skips them)")
     p.add_argument("--insert-seeds", type=_ints, default=(0, 1), metavar="S,S")
     p.add_argument("--insert-burdens", type=_floats, default=(5.0, 20.0), metavar="PCT,PCT")
     p.set_defaults(func=run)
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         data, figures_dir=Path(args.figures) if args.figures else None,
         phantom_seeds=args.phantom_seeds, phantom_burdens=args.phantom_burdens,
         phantom_size_xyz=tuple(args.phantom_size), phantom_spacing_mm=tuple(args.phantom_spacing),
+        thick_slice_mm=args.thick_slices_mm or None,
         insert_seeds=args.insert_seeds, insert_burdens=args.insert_burdens,
         progress=lambda msg: print(f"evaluate: {msg}", file=sys.stderr),
     )
