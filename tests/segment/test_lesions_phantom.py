@@ -1,6 +1,7 @@
 """segment_lesions on procedural phantoms with the *true* lung mask (isolates the lesion
 stage from the lung mask): irregular lesion margins and thin lesion parts are kept, and a
-single thick slice of vessel-rich normal lung stays free of lesions."""
+single thick slice, or a 3D scan of 5 mm slices, of vessel-rich normal lung stays almost
+free of lesions."""
 
 from __future__ import annotations
 
@@ -48,4 +49,15 @@ def test_single_thick_slice_of_normal_lung_has_no_lesion():
     lungs, truth = _true_lungs(labels)
     out = sitk.GetArrayFromImage(segment_lesions(image, lungs))
     assert out.shape == truth.shape
+    assert 100.0 * (out >= 3).sum() / (truth > 0).sum() < 1.0
+
+
+def test_thick_slices_of_healthy_lung_have_little_lesion():
+    # 5 mm slices of 0.7 mm pixels, the usual thick reconstruction: vessels that run
+    # obliquely through a slice are smeared into ground-glass-density streaks, which were
+    # lesion before the 2D ridge filter and its 2 mm halo on such scans (5.24 % -> 0.13 %).
+    ph = make_phantom(size_xyz=(512, 512, 60), spacing_mm=(0.7, 0.7, 5.0), seed=0,
+                      lesion_burden_pct=0)
+    lungs, truth = _true_lungs(ph.labels)
+    out = sitk.GetArrayFromImage(segment_lesions(ph.image, lungs))
     assert 100.0 * (out >= 3).sum() / (truth > 0).sum() < 1.0
