@@ -8,14 +8,17 @@
   morphology, made by averaging integer blocks of voxels, and its exact inverse
   (every full-resolution voxel takes the value of its block).
 * :func:`bbox`: the padded bounding box of a mask, where the stages crop their work.
+* :func:`within_inplane`: the voxels within a distance of a mask, slice by slice.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
-__all__ = ["bbox", "block_factors", "block_mean", "block_upsample", "from_lps", "to_lps"]
+__all__ = ["bbox", "block_factors", "block_mean", "block_upsample", "from_lps", "to_lps",
+           "within_inplane"]
 
 #: HU below which a voxel is outside the scanner's field of view (padding -2048/-3024).
 PADDING_HU = -1500.0
@@ -100,3 +103,11 @@ def bbox(mask: np.ndarray, pad: tuple[int, ...] | list[int]) -> tuple[slice, sli
         out.append(slice(max(0, int(nz[0]) - pad[axis]),
                          min(mask.shape[axis], int(nz[-1]) + 1 + pad[axis])))
     return tuple(out)  # type: ignore[return-value]
+
+
+def within_inplane(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:
+    """Voxels within ``mm`` of ``mask`` in their own slice (in-plane Euclidean distance,
+    ``spacing_zyx`` in mm); all False when ``mask`` is empty."""
+    if not mask.any():
+        return np.zeros(mask.shape, bool)
+    return ndimage.distance_transform_edt(~mask, sampling=(1e6, *spacing_zyx[1:])) <= mm

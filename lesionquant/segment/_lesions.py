@@ -50,6 +50,7 @@ from lesionquant.segment._grid import (
     block_upsample,
     from_lps,
     to_lps,
+    within_inplane,
 )
 from lesionquant.segment._labels import lesion_sides
 from lesionquant.settings import Settings
@@ -319,11 +320,7 @@ def _hilar_zone(lung: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...])
     """
     right = np.maximum.accumulate(sides == 1, axis=2)
     left = np.maximum.accumulate((sides == 2)[:, :, ::-1], axis=2)[:, :, ::-1]
-    between = ~lung & right & left
-    if not between.any():
-        return np.zeros(lung.shape, bool)
-    dist = ndimage.distance_transform_edt(~between, sampling=(1e6, *spacing[1:]))
-    return lung & (dist <= _HILAR_MM)
+    return lung & within_inplane(~lung & right & left, _HILAR_MM, spacing)
 
 
 def _dark_fraction(hu: np.ndarray, lung: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
@@ -415,32 +412,31 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     thin |= dense & ~thick
     vessel = thin | _vessels(hu, thick, spacing, s)
     few = hu.shape[0] < _FEW_SLICES and spacing[0] >= _THICK_SLICE_MM
-    if few:
-        aerated = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
-        # Hilar zone in aerated lung: thick-slice hilar vessels and bronchial walls.
-        # (Outside it, focal lesions in normal lung would lose their dense parts.)
-        hilar = aerated & _hilar_zone(lung, sides, spacing)
-        vessel |= hilar & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU)
-    # Background density: the mean HU of the surrounding lung *without* vessels and their
-    # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
-    # normal background; a vessel running through ground glass has a GGO background.
     # 3D scans of thick slices with fine pixels: vessels that run obliquely through a
     # slice are smeared into broad ground-glass-density streaks around a ridge.
     thick3d = (not few and spacing[0] >= _THICK3D_SLICE_MM
                and max(spacing[1:]) <= _THICK3D_PIXEL_MM)
-    if thick3d:
-        aerated = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
-        ridge = aerated & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU)
+    if few or thick3d:
+        # Thick-slice vessels and bronchial walls: in-plane ridges in aerated lung; on
+        # single slices only in the hilar zone (outside it, focal lesions in normal lung
+        # would lose their dense parts).
+        zone = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
+        if few:
+            zone &= _hilar_zone(lung, sides, spacing)
+        ridge = zone & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU)
         vessel |= ridge
-        del aerated
+    # Background density: the mean HU of the surrounding lung *without* vessels and their
+    # one-voxel halo (normalised convolution). A vessel or its halo in normal lung has a
+    # normal background; a vessel running through ground glass has a GGO background.
     excluded = _box(vessel, one, "dilate")
-    if thick3d:
-        excluded |= _box(ridge, _half_width(_THICK3D_HALO_MM, spacing), "dilate")
-        del ridge
     if few:  # in the hilar zone the partial-volume halo of thick-slice vessels is wider
-        source = vessel & hilar & (hu >= _HALO_SOURCE_HU)
+        source = vessel & zone & (hu >= _HALO_SOURCE_HU)
         excluded |= _box(source, _half_width(_HALO_MM, spacing), "dilate")
         del source
+    elif thick3d:  # the smeared halo around the ridges
+        excluded |= _box(ridge, _half_width(_THICK3D_HALO_MM, spacing), "dilate")
+    if few or thick3d:
+        del ridge
     parenchyma = (lung & ~excluded).astype(np.float32)
     del excluded
     size = _window(s.background_mm, spacing)
@@ -450,7 +446,7 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     del num, den, parenchyma
     in_band = (bg - corr >= g_lo) & (bg < c_hi)
     if few:
-        in_band &= ~hilar | (bg - corr >= g_lo + _HILAR_RAISE_HU)
+        in_band &= ~zone | (bg - corr >= g_lo + _HILAR_RAISE_HU)
     own = (sm - corr >= g_lo) & (sm < c_hi)
     cand = lung & in_band & (own | vessel)
     # Thin structures left (fissures, airway walls): box opening.

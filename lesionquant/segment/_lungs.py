@@ -61,6 +61,7 @@ from lesionquant.segment._grid import (
     block_upsample,
     from_lps,
     to_lps,
+    within_inplane,
 )
 from lesionquant.settings import Settings
 
@@ -519,7 +520,8 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     :data:`_DISEASED_NORMAL_FRACTION`).
     """
     dense = (low < s.dense_lung_max_hu) & ~forbidden
-    between = _between_lungs(labels, sp, _MEDIAL_NOTCH_MM)
+    mediastinum = _between_lungs(labels, sp, _MEDIAL_NOTCH_MM)
+    between = mediastinum
     n_grow = round(_MEDIASTINUM_GROW_MM / sp[1])
     if n_grow > 0 and between.any():
         between = ndimage.binary_dilation(between, structure=_INPLANE, iterations=n_grow,
@@ -528,10 +530,14 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     # mediastinum and hilum vetoes; normally aerated lung all around, near the
     # mediastinum, marks a great vessel or the mediastinum bulging into healthy lung.
     # NaN (no aerated lung near) decides nothing.
-    diseased = _normal_fraction(labels, low, sp, 1) < _DISEASED_NORMAL_FRACTION
-    healthy = _normal_fraction(labels, low, sp, round(_PV_EROSION_MM / min(sp[1:]))) \
-        > _HEALTHY_NORMAL_FRACTION
-    healthy &= _near(_between_lungs(labels, sp, _MEDIAL_NOTCH_MM), _HEALTHY_VETO_MM, sp)
+    normal = _normal_fraction(labels, low, sp, 1)
+    diseased = normal < _DISEASED_NORMAL_FRACTION
+    erode = round(_PV_EROSION_MM / min(sp[1:]))
+    if erode != 1:
+        normal = _normal_fraction(labels, low, sp, erode)
+    healthy = normal > _HEALTHY_NORMAL_FRACTION
+    if healthy.any():
+        healthy &= within_inplane(mediastinum, _HEALTHY_VETO_MM, sp)
     allowed = dense & ~(between & ~diseased) & ~healthy
     if free_gas is not None and free_gas.any():
         # The diaphragm and the stomach or bowel wall between the lung base and free gas
@@ -584,13 +590,6 @@ _HEALTHY_VETO_MM = 50.0
 #: block: without, the partial-volume edge of healthy lung read as diseased (COPD false
 #: lesion 0.20 -> 0.44 %).
 _PV_EROSION_MM = 2.0
-
-
-def _near(mask: np.ndarray, mm: float, sp: tuple[float, float, float]) -> np.ndarray:
-    """Voxels within ``mm`` of ``mask`` in-plane (slice by slice); all False when empty."""
-    if not mask.any():
-        return np.zeros(mask.shape, bool)
-    return ndimage.distance_transform_edt(~mask, sampling=(1e6, *sp[1:])) <= mm
 
 
 def _normal_fraction(labels: np.ndarray, low: np.ndarray, sp: tuple[float, float, float],
