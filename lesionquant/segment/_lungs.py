@@ -39,7 +39,9 @@ scan and a ~2 mm working grid (block means, :mod:`._grid`):
    chest wall), which a closing does not reach.
 6. **Full resolution.** Blocks are copied back; in the blocks on the lung boundary each
    voxel is decided at full resolution (air-like, or in a recovered dense block), so the
-   surface follows the original voxels, not the 2 mm blocks.
+   surface follows the original voxels, not the 2 mm blocks. Near a gas pocket under the
+   lung (the gastric fundus) dense voxels within a slice thickness are the pocket's
+   partial volume with the stomach wall, not lung.
 7. Scans whose largest axial lung cross-section is below ``min_lung_area_cm2`` raise
    :class:`~lesionquant.errors.NoLungError`.
 """
@@ -82,6 +84,13 @@ _SURFACE_HU = -450.0
 #: is air-like parenchyma: the gastric bubble under a thin diaphragm touches the lung on
 #: one face only; a bulla is wrapped in parenchyma.
 _FREE_GAS_PAREN = 0.5
+#: Lung voxels within one slice thickness plus this of free gas (the gastric fundus under
+#: the base), mm, ...
+_GAS_RIM_EXTRA_MM = 1.0
+#: ... at or above this HU are the gas's partial volume with the stomach wall, not lung:
+#: the aerated lung there reads -900 to -800 HU (median), the ring of a 5 mm slice through
+#: the fundus -700 to -620 HU, HU.
+_GAS_RIM_HU = -750.0
 #: Largest in-plane hole of a lung that is filled back as lung, cm^2.
 _MAX_HOLE_CM2 = 10.0
 #: An airway grown beyond this is leaking into the lung, mL.
@@ -119,10 +128,12 @@ def segment_lungs(image: sitk.Image, settings: Settings | None = None) -> sitk.I
     factors = block_factors(spacing, s.work_spacing_mm)
     low, fov = block_mean(hu, factors)
     low_sp = tuple(sp * f for sp, f in zip(spacing, factors, strict=True))
-    labels_low, aerated_low, excluded_low, airway_low = _lungs_lowres(low, fov, low_sp, s)
+    labels_low, aerated_low, excluded_low, airway_low, gas_rim_low = _lungs_lowres(
+        low, fov, low_sp, s, gas_rim_mm=spacing[0] + _GAS_RIM_EXTRA_MM)
     if not labels_low.any():
         raise NoLungError("no air-filled lung found in the scan", source="segment_lungs")
-    labels = _refine(labels_low, aerated_low, excluded_low, airway_low, hu, factors, s)
+    labels = _refine(labels_low, aerated_low, excluded_low, airway_low, gas_rim_low, hu,
+                     factors, s)
     area_cm2 = np.count_nonzero(labels.reshape(labels.shape[0], -1), axis=1).max() * (
         spacing[1] * spacing[2] / 100.0
     )
@@ -172,9 +183,12 @@ def _check_image(image: sitk.Image) -> None:
 
 
 def _lungs_lowres(
-    low: np.ndarray, fov: np.ndarray, sp: tuple[float, float, float], s: Settings
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lung labels on the working grid, plus the aerated part and the excluded air."""
+    low: np.ndarray, fov: np.ndarray, sp: tuple[float, float, float], s: Settings,
+    gas_rim_mm: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lung labels on the working grid, plus the aerated part, the excluded air, the
+    airway and free-gas lumen blocks, and the lung blocks within ``gas_rim_mm`` of free
+    gas (:func:`_refine` takes their dense voxels out)."""
     voxel_ml = float(np.prod(sp)) / 1000.0
     outside = fov < 0.5
     air = (low < s.lung_threshold_hu) & ~outside
@@ -190,7 +204,7 @@ def _lungs_lowres(
     lab, n = ndimage.label(cand, structure=_CROSS)
     if n == 0:
         empty = np.zeros(low.shape, bool)
-        return np.zeros(low.shape, np.uint8), empty, empty, empty
+        return np.zeros(low.shape, np.uint8), empty, empty, empty, empty
     idx = lab.ravel()
     count = np.bincount(idx, minlength=n + 1).astype(np.float64)
     mean = np.bincount(idx, weights=low.ravel(), minlength=n + 1) / np.maximum(count, 1)
@@ -219,14 +233,48 @@ def _lungs_lowres(
         n, int(keep.sum()), lung.sum() * voxel_ml, cropped, airway.sum() * voxel_ml,
     )
     if not lung.any():
-        return np.zeros(low.shape, np.uint8), lung, excluded, airway
+        return np.zeros(low.shape, np.uint8), lung, excluded, airway, np.zeros_like(lung)
     labels = _split(lab, keep, lung, body_filled, sp)
     labels = _recover_dense(labels, low, excluded | ~inside, sp, s, free_gas, airway)
     near_airway = ndimage.binary_dilation(airway, structure=_CROSS, iterations=2)
     # Full-resolution gas voxels in the lung blocks touching free gas (the gastric fundus
     # under the base) belong to that gas, like the airway lumen.
     near_airway |= ndimage.binary_dilation(free_gas, structure=_CROSS)
-    return labels, lung, excluded, near_airway
+    # The partial-volume rim of free gas: where a thick slice cuts the dome of the gastric
+    # fundus obliquely, the gas blends with the stomach wall into an air-like ring that
+    # joins the lung base (checked voxel by voxel in _refine).
+    gas_rim = np.zeros_like(lung)
+    pockets = _gas_under_lung(free_gas, labels > 0, sp) if gas_rim_mm > 0 else None
+    if pockets is not None:
+        box = bbox(pockets, [int(np.ceil(gas_rim_mm / v)) for v in sp])
+        gas_rim[box] = ndimage.distance_transform_edt(~pockets[box],
+                                                      sampling=sp) <= gas_rim_mm
+        gas_rim &= labels > 0
+    return labels, lung, excluded, near_airway, gas_rim
+
+
+#: A free-gas pocket of at least this volume, mL, centred below the middle of the lungs'
+#: height, is stomach or bowel gas under the lung base (not a bronchus cut off the airway
+#: tree, nor oesophageal air).
+_GAS_POCKET_MIN_ML = 10.0
+
+
+def _gas_under_lung(free_gas: np.ndarray, lung: np.ndarray,
+                    sp: tuple[float, float, float]) -> np.ndarray | None:
+    """The free-gas pockets under the lung base, or None when there are none."""
+    if not free_gas.any() or not lung.any():
+        return None
+    lab, n = ndimage.label(free_gas, structure=_CROSS)
+    count = np.bincount(lab.ravel(), minlength=n + 1)
+    z = np.broadcast_to(np.arange(lab.shape[0])[:, None, None], lab.shape)
+    z_mean = np.bincount(lab.ravel(), weights=z.ravel(), minlength=n + 1)
+    z_mean /= np.maximum(count, 1)
+    zs = np.flatnonzero(lung.any(axis=(1, 2)))
+    # LPS arrays: z grows towards the head, so "below" is the lower index.
+    keep = (count * float(np.prod(sp)) / 1000.0 >= _GAS_POCKET_MIN_ML) & (
+        z_mean < 0.5 * (zs[0] + zs[-1]))
+    keep[0] = False
+    return keep[lab] if keep.any() else None
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -665,14 +713,16 @@ def _small_holes(holes: np.ndarray, sp: tuple[float, float, float]) -> np.ndarra
 
 
 def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.ndarray,
-            airway_low: np.ndarray, hu: np.ndarray, factors: tuple[int, int, int],
-            s: Settings) -> np.ndarray:
+            airway_low: np.ndarray, gas_rim_low: np.ndarray, hu: np.ndarray,
+            factors: tuple[int, int, int], s: Settings) -> np.ndarray:
     """Full-resolution labels: blocks copied, boundary blocks decided voxel by voxel.
 
     In the boundary blocks a voxel is lung when it is below :data:`_SURFACE_HU` (the
     partial-volume midpoint of parenchyma and soft tissue) or lies in a recovered dense
     block; gas voxels (below ``gas_mean_hu + 50``) within two blocks of the airway, or
-    one block of free gas, are airway lumen or that gas, not lung.
+    one block of free gas, are airway lumen or that gas, not lung; voxels at or above
+    :data:`_GAS_RIM_HU` in ``gas_rim_low`` (lung blocks within a slice thickness plus
+    :data:`_GAS_RIM_EXTRA_MM` of free gas) are the gas's partial volume, not lung.
     """
     lung_low = labels_low > 0
     inner = ndimage.binary_erosion(lung_low, structure=_CROSS, border_value=1)
@@ -700,5 +750,7 @@ def _refine(labels_low: np.ndarray, aerated_low: np.ndarray, excluded_low: np.nd
     decide |= up(dense_low) & (sub < s.dense_lung_max_hu)
     lab = np.where(band, np.where(decide, up(nearest_low), 0), lab).astype(np.uint8)
     lab[up(airway_low) & (sub < s.gas_mean_hu + 50.0)] = 0
+    if gas_rim_low.any():
+        lab[up(gas_rim_low) & (sub >= _GAS_RIM_HU)] = 0
     full[box] = lab
     return full

@@ -74,6 +74,33 @@ def test_stomach_gas_below_the_lung_is_not_lung():
     assert not (lab[gas] > 0).any()
 
 
+@pytest.mark.slow
+def test_gastric_fundus_ring_of_thick_slices_is_not_lung():
+    # A 5 mm slice that cuts the dome of the gastric fundus blends its gas with the
+    # stomach wall into an air-like ring (-700 to -620 HU) that joins the lung base:
+    # 23.1 mL of it was lung on this lesion-free phantom (lung volume +1.75 %). Voxels at
+    # or above -750 HU within a slice thickness + 1 mm of gas under the lung are not lung.
+    from scipy import ndimage
+
+    from lesionquant.synth import make_phantom
+
+    ph = make_phantom(size_xyz=(512, 512, 60), spacing_mm=(0.7, 0.7, 5.0), seed=0,
+                      lesion_burden_pct=0)
+    lab = sitk.GetArrayFromImage(ph.labels)
+    hu = sitk.GetArrayFromImage(ph.image)
+    lung = (lab >= 1) & (lab <= 4)
+    pred = sitk.GetArrayFromImage(segment_lungs(ph.image)) > 0
+    zs = np.flatnonzero(lung.any(axis=(1, 2)))
+    inside = ndimage.binary_fill_holes(hu > -500, structure=np.ones((1, 3, 3), bool))
+    gas = (hu < -950) & ~lung & inside
+    gas[(zs[0] + zs[-1]) // 2:] = False  # below the middle of the lungs
+    near = ndimage.distance_transform_edt(~gas, sampling=(5.0, 0.7, 0.7)) <= 6.0
+    voxel_ml = 0.7 * 0.7 * 5.0 / 1000.0
+    assert np.count_nonzero(pred & ~lung & near) * voxel_ml < 10.0  # 5.8 mL
+    assert np.count_nonzero(pred & lung & near) >= 0.65 * np.count_nonzero(lung & near)
+    assert abs(pred.sum() - lung.sum()) / lung.sum() < 0.015  # 1.17 %
+
+
 def test_trachea_is_not_lung():
     hu, _truth = toy_chest()
     zz, yy, xx = np.ogrid[: hu.shape[0], : hu.shape[1], : hu.shape[2]]
