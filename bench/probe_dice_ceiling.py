@@ -19,7 +19,7 @@ rules of the lesion stage could still gain without a better lung mask; the gap t
 ``+ true vessels`` needs vessels told from lesion voxels they touch. Reported in
 ``docs/method.md`` (what limits the lesion Dice).
 
-Run: ``python bench/probe_dice_ceiling.py`` (about 2 min on 2 cores; deterministic).
+Run: ``python bench/probe_dice_ceiling.py`` (about 3 min on 2 cores; deterministic).
 """
 
 from __future__ import annotations
@@ -31,15 +31,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lesionquant import quantify
+from lesionquant.evaluate import dice
 from lesionquant.segment import segment_lesions
 from lesionquant.segment._labels import lesion_sides
 from lesionquant.segment._lesions import _dependent_correction
 from lesionquant.settings import Settings
 from lesionquant.synth import make_phantom
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 def ceilings(seed: int, burden: float) -> dict[str, float]:

@@ -8,7 +8,8 @@
   morphology, made by averaging integer blocks of voxels, and its exact inverse
   (every full-resolution voxel takes the value of its block).
 * :func:`bbox`: the padded bounding box of a mask, where the stages crop their work.
-* :func:`within_inplane`: the voxels within a distance of a mask, slice by slice.
+* :func:`within` / :func:`within_inplane`: the voxels within a distance of a mask, in
+  3D (computed in the mask's padded box only) or slice by slice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 __all__ = ["bbox", "block_factors", "block_mean", "block_upsample", "from_lps", "to_lps",
-           "within_inplane"]
+           "within", "within_inplane"]
 
 #: HU below which a voxel is outside the scanner's field of view (padding -2048/-3024).
 PADDING_HU = -1500.0
@@ -103,6 +104,17 @@ def bbox(mask: np.ndarray, pad: tuple[int, ...] | list[int]) -> tuple[slice, sli
         out.append(slice(max(0, int(nz[0]) - pad[axis]),
                          min(mask.shape[axis], int(nz[-1]) + 1 + pad[axis])))
     return tuple(out)  # type: ignore[return-value]
+
+
+def within(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:
+    """Voxels within ``mm`` of ``mask`` (3D Euclidean distance, ``spacing_zyx`` in mm); the
+    distance map is computed only in the mask's box padded by ``mm``. All False when
+    ``mask`` is empty."""
+    out = np.zeros(mask.shape, bool)
+    if mask.any():
+        box = bbox(mask, [int(np.ceil(mm / v)) for v in spacing_zyx])
+        out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= mm
+    return out
 
 
 def within_inplane(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:

@@ -416,20 +416,20 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
         core = thin & (hu >= c_lo)
         thin &= (hu >= c_lo) | _box(core, _half_width(_CORE_HALO_MM, spacing), "dilate")
         del core
+    few = hu.shape[0] < _FEW_SLICES and spacing[0] >= _THICK_SLICE_MM
+    coarse = min(spacing[1:]) > _COARSE_PIXEL_MM
+    hilar = _hilar_zone(lung, sides, spacing) if few or coarse else None
     dense = lung & (hu >= c_lo)
     thick = _open(dense, opening)
-    hilar = None
-    if min(spacing[1:]) > _COARSE_PIXEL_MM:
+    if coarse:
         # Coarse pixels: the smallest box (3 voxels) is wider than many lesions. Vessels
         # that narrow are diluted below the consolidation band there, except the hilar
         # trunks: only in the hilar zone is dense tissue thin, and only there does the
         # box opening below remove candidates.
-        hilar = _hilar_zone(lung, sides, spacing)
         thin &= (hu < c_lo) | hilar
         thick |= dense & ~hilar
     thin |= dense & ~thick
     vessel = thin | _vessels(hu, thick, spacing, s)
-    few = hu.shape[0] < _FEW_SLICES and spacing[0] >= _THICK_SLICE_MM
     # 3D scans of thick slices with fine pixels: vessels that run obliquely through a
     # slice are smeared into broad ground-glass-density streaks around a ridge.
     thick3d = (not few and spacing[0] >= _THICK3D_SLICE_MM
@@ -440,7 +440,7 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
         # would lose their dense parts).
         zone = _dark_fraction(hu - corr, lung, spacing) > _DARK_FRACTION
         if few:
-            zone &= _hilar_zone(lung, sides, spacing)
+            zone &= hilar
         ridge = zone & (hu >= _RIDGE_MIN_HU) & (_ridges_2d(hu, spacing) > _RIDGE_HU)
         vessel |= ridge
     # Background density: the mean HU of the surrounding lung *without* vessels and their
@@ -468,11 +468,11 @@ def _lesions(hu: np.ndarray, sides: np.ndarray, spacing: tuple[float, ...],
     own = (sm - corr >= g_lo) & (sm < c_hi)
     cand = lung & in_band & (own | vessel)
     # Thin structures left (fissures, airway walls): box opening.
-    if hilar is None:
-        cand = _open(cand, opening)
-    else:  # coarse pixels: a 3-voxel box would remove every patch under ~12 mm
+    if coarse:  # a 3-voxel box would remove every patch under ~12 mm
         cand = _open(cand, opening) | (cand & ~hilar)
-        del hilar
+    else:
+        cand = _open(cand, opening)
+    del hilar
     # Partial-volume rim at the lung surface: kept only where the lesion continues inward.
     rim = _half_width(s.rim_mm, spacing)
     if any(rim):

@@ -63,6 +63,7 @@ from lesionquant.segment._grid import (
     block_upsample,
     from_lps,
     to_lps,
+    within,
     within_inplane,
 )
 from lesionquant.settings import Settings
@@ -244,37 +245,35 @@ def _lungs_lowres(
     # fundus obliquely, the gas blends with the stomach wall into an air-like ring that
     # joins the lung base (checked voxel by voxel in _refine).
     gas_rim = np.zeros_like(lung)
-    pockets = _gas_under_lung(free_gas, labels > 0, sp) if gas_rim_mm > 0 else None
-    if pockets is not None:
-        box = bbox(pockets, [int(np.ceil(gas_rim_mm / v)) for v in sp])
-        gas_rim[box] = ndimage.distance_transform_edt(~pockets[box],
-                                                      sampling=sp) <= gas_rim_mm
-        gas_rim &= labels > 0
+    if gas_rim_mm > 0:
+        pockets = _gas_under_lung(free_gas, body_filled, labels > 0, sp)
+        gas_rim = within(pockets, gas_rim_mm, sp) & (labels > 0)
     return labels, lung, excluded, near_airway, gas_rim
 
 
-#: A free-gas pocket of at least this volume, mL, centred below the middle of the lungs'
-#: height, is stomach or bowel gas under the lung base (not a bronchus cut off the airway
-#: tree, nor oesophageal air).
+#: A free-gas pocket inside the body of at least this volume, mL, centred below the
+#: middle of the lungs' height, is stomach or bowel gas under the lung base (not a
+#: bronchus cut off the airway tree, nor oesophageal air, nor the air around the body).
 _GAS_POCKET_MIN_ML = 10.0
 
 
-def _gas_under_lung(free_gas: np.ndarray, lung: np.ndarray,
-                    sp: tuple[float, float, float]) -> np.ndarray | None:
-    """The free-gas pockets under the lung base, or None when there are none."""
-    if not free_gas.any() or not lung.any():
-        return None
-    lab, n = ndimage.label(free_gas, structure=_CROSS)
+def _gas_under_lung(free_gas: np.ndarray, body: np.ndarray, lung: np.ndarray,
+                    sp: tuple[float, float, float]) -> np.ndarray:
+    """The free-gas pockets under the lung base (all False when there are none)."""
+    gas = free_gas & body
+    if not gas.any() or not lung.any():
+        return np.zeros(gas.shape, bool)
+    lab, n = ndimage.label(gas, structure=_CROSS)
     count = np.bincount(lab.ravel(), minlength=n + 1)
-    z = np.broadcast_to(np.arange(lab.shape[0])[:, None, None], lab.shape)
-    z_mean = np.bincount(lab.ravel(), weights=z.ravel(), minlength=n + 1)
-    z_mean /= np.maximum(count, 1)
-    zs = np.flatnonzero(lung.any(axis=(1, 2)))
-    # LPS arrays: z grows towards the head, so "below" is the lower index.
-    keep = (count * float(np.prod(sp)) / 1000.0 >= _GAS_POCKET_MIN_ML) & (
-        z_mean < 0.5 * (zs[0] + zs[-1]))
-    keep[0] = False
-    return keep[lab] if keep.any() else None
+    big = np.flatnonzero(count * float(np.prod(sp)) / 1000.0 >= _GAS_POCKET_MIN_ML)
+    big = big[big > 0]
+    keep = np.zeros(n + 1, bool)
+    if big.size:
+        zs = np.flatnonzero(lung.any(axis=(1, 2)))
+        # LPS arrays: z grows towards the head, so "below" is the lower index.
+        z_centre = np.array([c[0] for c in ndimage.center_of_mass(gas, lab, big)])
+        keep[big[z_centre < 0.5 * (zs[0] + zs[-1])]] = True
+    return keep[lab]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -590,9 +589,7 @@ def _recover_dense(labels: np.ndarray, low: np.ndarray, forbidden: np.ndarray,
     if free_gas is not None and free_gas.any():
         # The diaphragm and the stomach or bowel wall between the lung base and free gas
         # are a thin soft-tissue layer that the closing would fill as a bite of the lung.
-        box = bbox(free_gas, [int(np.ceil(_FREE_GAS_WALL_MM / v)) for v in sp])
-        wall = ndimage.distance_transform_edt(~free_gas[box], sampling=sp) <= _FREE_GAS_WALL_MM
-        allowed[box] &= ~wall
+        allowed &= ~within(free_gas, _FREE_GAS_WALL_MM, sp)
     if airway is not None and airway.any():
         box, hilum = _hilum(airway, sp)
         allowed[box] &= ~(hilum & ~diseased[box])
