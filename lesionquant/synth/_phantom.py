@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionquant.synth._anatomy import Grid, grow_tree, paint_tubes, rasterise_tree, superellipse
+from lesionquant.synth._disease import EFFUSION_HU, LesionParams, make_disease
 from lesionquant.synth._fields import correlated_noise, resize, smooth_field
 from lesionquant.synth._lesions import apply_fill, make_lesions
 from lesionquant.synth._results import Phantom
@@ -49,6 +50,7 @@ def make_phantom(
     contrast: bool = False,
     outside_fov_hu: int = -3024,
     table: bool = True,
+    lesions: LesionParams | None = None,
 ) -> Phantom:
     """Generate a chest CT phantom with known lung, airway and lesion volumes.
 
@@ -84,6 +86,14 @@ def make_phantom(
         Value outside the reconstruction circle (-3024 or -2048 on real scanners).
     table : bool
         Draw the patient table under the back.
+    lesions : LesionParams, optional
+        The v2 generator (``docs/synth.md``): lesions from the lesion model fitted to real
+        COVID-19 CT (patchy, faint, crazy-paving, solid, band and dependent-lobe
+        patterns, pleural effusion as label 6) on the v2 anatomy (oblique and horizontal
+        fissures, vessel trees grown per lobe). The legacy arguments
+        ``lesion_burden_pct``, ``ggo_fraction``, ``crazy_paving``,
+        ``consolidation_in_ggo`` and ``lesion_pattern_pct`` are then ignored. Without it
+        the v1 generator runs unchanged (the shipped sample scans use it).
 
     Returns
     -------
@@ -137,7 +147,8 @@ def make_phantom(
     )
     hu, labels = _paint_anatomy(grid, rng, patient_scale, contrast, table,
                                 nz * sz, lesion_burden_pct, ggo_fraction,
-                                crazy_paving, consolidation_in_ggo, lesion_pattern_pct)
+                                crazy_paving, consolidation_in_ggo, lesion_pattern_pct,
+                                lesions)
     t1 = time.perf_counter()
 
     if sub > 1:  # average the sub-slices; the truth is the centre sub-slice's label
@@ -165,7 +176,7 @@ def make_phantom(
     for im in (image, lab_img):
         im.SetSpacing(spacing)
         im.SetOrigin(origin)
-    counts = np.bincount(lab_full.ravel(), minlength=6)
+    counts = np.bincount(lab_full.ravel(), minlength=7)
     vox_ml = sx * sy * sz / 1000.0
     # per-side lung volumes count the lesions of that side
     side_right = _right_lung_voxels(lab_full)
@@ -178,7 +189,9 @@ def make_phantom(
                   crazy_paving=bool(crazy_paving),
                   consolidation_in_ggo=bool(consolidation_in_ggo), contrast=bool(contrast),
                   lesion_pattern_pct=lesion_pattern_pct,
-                  outside_fov_hu=int(outside_fov_hu), table=bool(table))
+                  outside_fov_hu=int(outside_fov_hu), table=bool(table),
+                  generator="v2" if lesions is not None else "v1",
+                  lesions=lesions.to_dict() if lesions is not None else None)
     ph = Phantom(
         image=image, labels=lab_img,
         lung_ml=lung_ml,
@@ -190,10 +203,49 @@ def make_phantom(
         lesion_pct=float(100.0 * lesion_ml / lung_ml) if lung_ml else 0.0,
         airway_ml=float(counts[5] * vox_ml),
         noise_hu=float(noise_hu), seed=int(seed), params=params,
+        effusion_ml=float(counts[6] * vox_ml),
     )
     logger.info("phantom %s: anatomy %.1f s, total %.1f s, lung %.0f mL, lesion %.1f %%",
                 size, t1 - t0, time.perf_counter() - t0, ph.lung_ml, ph.lesion_pct)
     return ph
+
+
+def _lobes(grid: Grid, rng, lungs, t, yb, bc_ant, bc_post, s):
+    """Lobes and fissures of the v2 phantom.
+
+    The oblique fissure of each lung runs from 70 mm below the apex at the back to
+    225 mm (the diaphragm) at the front, gently warped by a smooth field; the right
+    horizontal fissure lies 130 mm below the apex in front of it. Lobes: 1 right upper,
+    2 right middle, 3 right lower, 4 left upper, 5 left lower. A fissure is a 0.3 mm
+    pleural sheet, drawn with its partial volume (a Gaussian of 0.7 mm carrying the
+    sheet's tissue), so it shows as a thin faint line.
+
+    Returns
+    -------
+    lobes : (Z, Y, X) uint8, fissure : (Z, Y, X) float32 tissue occupancy
+    """
+    depth = np.clip((yb + bc_ant) / (bc_ant + bc_post), 0.0, 1.0)  # 0 front, 1 back
+    warp = smooth_field(grid.shape, rng, tuple(40.0 / np.array(grid.spacing_zyx)))
+    t_obl = (225.0 - 155.0 * depth) * s + 6.0 * s * warp
+    slope = 155.0 * s / (bc_ant + bc_post)
+    d_obl = (t - t_obl) / np.sqrt(1.0 + slope**2)
+    t_hor = 130.0 * s + 4.0 * s * warp
+    d_hor = t - t_hor
+    lower = d_obl > 0
+    lobes = np.zeros(grid.shape, np.uint8)
+    right, left = lungs == 1, lungs == 2
+    lobes[right & ~lower & (d_hor <= 0)] = 1
+    lobes[right & ~lower & (d_hor > 0)] = 2
+    lobes[right & lower] = 3
+    lobes[left & ~lower] = 4
+    lobes[left & lower] = 5
+    sheet_mm = 0.3
+    sig = 0.7
+    peak = sheet_mm / (sig * np.sqrt(2.0 * np.pi))
+    occ = peak * np.exp(-0.5 * (d_obl / sig) ** 2)
+    occ_h = np.where(right & ~lower, peak * np.exp(-0.5 * (d_hor / sig) ** 2), 0.0)
+    fissure = np.where(lungs > 0, np.maximum(occ, occ_h), 0.0).astype(np.float32)
+    return lobes, fissure
 
 
 def _right_lung_voxels(lab: np.ndarray) -> int:
@@ -209,7 +261,7 @@ def _right_lung_voxels(lab: np.ndarray) -> int:
 
 
 def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_fraction,
-                   crazy_paving, consolidation_in_ggo, pattern_pct):
+                   crazy_paving, consolidation_in_ggo, pattern_pct, lesions=None):
     """Paint HU and labels on the coarse grid. Returns (hu float32, labels uint8)."""
     x, y, z = grid.x, grid.y, grid.z
     shape = grid.shape
@@ -374,8 +426,10 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
                                 1.15 * bc_post * ap + 1e-3, 2.4) <= 1.0
         dome_top = (192.0 if side == 1 else 204.0) * s
         r2 = ((x - sign * 0.45 * ac) / ac) ** 2 + (yb / bc_post) ** 2 * 0.6
-        # domes fall laterally and most posteriorly (deep posterior costophrenic recess)
-        t_dia = (dome_top + 62.0 * s * r2 + 42.0 * s * np.clip(yb / bc_post, 0, 1) ** 1.5
+        # domes fall laterally and most posteriorly (deep posterior costophrenic recess);
+        # v2: a rounder dome, ~50 mm from its top to the lateral costophrenic angle
+        dome_k = 62.0 if lesions is None else 165.0
+        t_dia = (dome_top + dome_k * s * r2 + 42.0 * s * np.clip(yb / bc_post, 0, 1) ** 1.5
                  - 8.0 * s * np.clip(-yb / bc_ant, 0, 1))
         mediast = (np.abs(x - 2.0 * s) < 15.0 * s) & (t > 0)
         region = lung_sec & cavity & (t > 0) & (t < t_dia) & ~mediast & ~spine_block \
@@ -405,25 +459,33 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     tex_slow = smooth_field(shape, rng, tuple(12.0 / np.array(grid.spacing_zyx)))
     par = PARENCHYMA_HU + DEPENDENT_HU * post_n ** 1.5 + 8.0 * tex + 10.0 * tex_slow
     hu = np.where(lung_bool, par, hu).astype(np.float32)
+    lobes = None
+    if lesions is not None:  # v2 anatomy: fissures and lobes
+        lobes, fissure = _lobes(grid, rng, lungs, t, yb, bc_ant, bc_post, s)
+        hu = np.where(lung_bool, hu * (1.0 - fissure) + BLOOD * fissure, hu).astype(np.float32)
 
     # --- vessel and bronchial tree -----------------------------------------------------------
     roots = []
     vox_zyx = np.argwhere(lung_bool)
     phys = vox_zyx * np.array(grid.spacing_zyx) + np.array(grid.origin_xyz[::-1])
-    sides = lungs[tuple(vox_zyx.T)]
-    for side, hil in ((1, hil_r), (2, hil_l)):
+    sides = lungs[tuple(vox_zyx.T)] if lobes is None else lobes[tuple(vox_zyx.T)]
+    units = ((1, hil_r), (2, hil_l)) if lobes is None else (
+        (1, hil_r), (2, hil_r), (3, hil_r), (4, hil_l), (5, hil_l))
+    # v2: sparser, thinner trees; v1's put 10 % of the lung above -100 HU (real: ~3 %)
+    per_litre, r_term = (1800, 0.5) if lobes is None else (900, 0.42)
+    for side, hil in units:
         cand = phys[sides == side]
         if cand.shape[0] == 0:
             continue
         for art, dz in ((True, 0.0), (False, -15.0 * s)):
             # vessel density per volume is fixed: 1800 terminals per litre, at most 3500
             side_l = cand.shape[0] * float(np.prod(grid.spacing_zyx)) / 1e6
-            n_term = int(min(3500, max(50, 1800 * side_l), cand.shape[0]))
+            n_term = int(min(3500, max(50, per_litre * side_l), cand.shape[0]))
             pick = cand[rng.choice(cand.shape[0], size=n_term, replace=False)]
             pick = pick + rng.uniform(-0.5, 0.5, pick.shape) * np.array(grid.spacing_zyx)
             roots.append(((hil[0] + dz, hil[1] + (0.0 if art else -10.0 * s), hil[2]),
                           pick, art))
-    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=0.5)
+    tree = grow_tree(roots, rng, step_mm=0.5 * min(grid.spacing_zyx), r_terminal_mm=r_term)
     region = lung_bool | vessel_mask
     tissue, lumen = rasterise_tree(grid, tree, region)
     in_chest = lung_bool | ((hu < -50) & cavity & chest_z)
@@ -435,7 +497,16 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     labels[lung_bool] = lungs[lung_bool]
 
     # --- lesions -------------------------------------------------------------------------------
-    if burden > 0:
+    if lesions is not None:
+        dis = make_disease(lungs, grid.spacing_zyx, rng, lesions,
+                           lower_lobe=np.isin(lobes, (3, 5)), airway=bronchus_lumen)
+        hu = apply_fill(hu, dis.fill)
+        eff = dis.classes == 3
+        hu[eff] = EFFUSION_HU
+        labels[dis.classes == 1] = 3
+        labels[dis.classes == 2] = 4
+        labels[eff] = 6
+    elif burden > 0:
         les = make_lesions(lungs, grid.spacing_zyx, rng, target_lesion_pct=burden,
                            ggo_fraction=ggo_fraction, crazy_paving=crazy_paving,
                            consolidation_in_ggo=consolidation_in_ggo, bronchograms=False,

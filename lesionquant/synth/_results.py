@@ -19,7 +19,8 @@ class Phantom:
         CT in HU, ``sitkInt16``, LPS (identity direction), spacing in mm.
     labels : SimpleITK.Image
         ``sitkUInt8`` label map in the image's geometry: 0 background, 1 right lung,
-        2 left lung, 3 GGO, 4 consolidation, 5 airway (trachea and main bronchi).
+        2 left lung, 3 GGO, 4 consolidation, 5 airway (trachea and main bronchi),
+        6 pleural effusion (v2 generator; fluid that is not lung).
     lung_ml, right_lung_ml, left_lung_ml : float
         Lung volume (labels 1-4), mL; per side (lesions counted with their lung).
     lesion_ml, ggo_ml, consolidation_ml : float
@@ -34,6 +35,8 @@ class Phantom:
         Seed that reproduces the phantom exactly.
     params : dict
         All generator parameters (JSON-ready), for provenance.
+    effusion_ml : float
+        Pleural effusion (label 6, v2 generator only; not lung), mL.
     """
 
     image: sitk.Image = field(repr=False)
@@ -49,12 +52,13 @@ class Phantom:
     noise_hu: float
     seed: int
     params: dict = field(default_factory=dict, repr=False)
+    effusion_ml: float = 0.0
 
     def truth(self) -> dict[str, float]:
         """The true volumes as a flat JSON-ready dict (units in the keys)."""
         return {k: getattr(self, k) for k in (
             "lung_ml", "right_lung_ml", "left_lung_ml", "lesion_ml", "ggo_ml",
-            "consolidation_ml", "lesion_pct", "airway_ml")}
+            "consolidation_ml", "lesion_pct", "airway_ml", "effusion_ml")}
 
 
 @dataclass(frozen=True)
