@@ -6,6 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionquant.errors import InvalidInputError
+from lesionquant.measure._outside import dense_outside_lung_ml
 from lesionquant.measure._quantify import measure_labels
 from lesionquant.segment._grid import to_lps
 from lesionquant.segment._labels import lesion_sides
@@ -48,4 +49,9 @@ def measure(
     else:
         side = lesion_sides(np.asarray(labels))
     sx, sy, sz = img.GetSpacing()
-    return measure_labels(np.asarray(labels), np.asarray(side), hu, sx * sy * sz / 1000.0)
+    out = measure_labels(np.asarray(labels), np.asarray(side), hu, sx * sy * sz / 1000.0)
+    # QA flag: dense tissue between the lung mask and the rib cage (consolidation the
+    # lung mask may have left out), a review prompt rather than a measurement
+    out["qa_dense_outside_lung_ml"] = dense_outside_lung_ml(
+        hu, np.asarray(labels), (sx, sy, sz))
+    return out

@@ -228,9 +228,16 @@ def make_disease(
     # --- pleural effusion: the most dependent basal lung of one side becomes fluid ---------
     if params.effusion_ml > 0:
         side_mask = lung == lobe_side
-        # height above the dependent boundary, weighted to the base: a meniscus
-        depth_score = post_vol + 0.6 * (1.0 - sup_vol) ** 2
-        cand = np.flatnonzero(side_mask)
+        # supine: fluid collects along the posterior chest wall as a crescent, thickest
+        # at the base (distance to the lung's own border, weighted to back and base)
+        wall_mm = ndi.distance_transform_edt(side_mask, sampling=spacing).astype(np.float32)
+        xs = np.arange(shape[2], dtype=np.float32)
+        x_mid = float(zyx[:, 2].mean())
+        lat = np.abs(xs - x_mid) / max(float(np.abs(zyx[:, 2] - x_mid).max()), 1.0)
+        depth_score = (-wall_mm / 25.0 + 1.2 * post_vol + 0.5 * (1.0 - sup_vol)
+                       + 0.4 * lat[None, None, :])
+        # not along the mediastinum: the posterior half, away from the midline
+        cand = np.flatnonzero(side_mask & (post_vol > 0.45) & (lat[None, None, :] > 0.25))
         n_eff = min(round(params.effusion_ml * 1000.0 / voxel_mm3), cand.size // 3)
         if n_eff > 0:
             order = np.argsort(depth_score.ravel()[cand], kind="stable")
@@ -256,8 +263,9 @@ def make_disease(
         if lobe_vox.size < n_lobar:
             lobe_vox = idx
         wobble = smooth_field(shape, rng, tuple(15.0 / spacing)).ravel()[lobe_vox]
+        wall = ndi.distance_transform_edt(lung_left, sampling=spacing).ravel()[lobe_vox]
         score = post_vol.ravel()[lobe_vox] + 0.15 * (1.0 - sup_vol.ravel()[lobe_vox]) \
-            + 0.05 * wobble
+            - wall / 150.0 + 0.08 * wobble
         order = np.argsort(score, kind="stable")
         lobar.ravel()[lobe_vox[order[-n_lobar:]]] = True
 

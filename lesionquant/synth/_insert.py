@@ -18,6 +18,7 @@ import scipy.ndimage as ndi
 import SimpleITK as sitk
 
 from lesionquant.errors import GeometryError, InvalidInputError, NoLungError
+from lesionquant.synth._disease import EFFUSION_HU, LesionParams, make_disease
 from lesionquant.synth._fields import correlated_noise
 from lesionquant.synth._lesions import apply_fill, make_lesions
 from lesionquant.synth._results import Insertion
@@ -82,6 +83,7 @@ def insert_lesions(
     noise_hu: float | None = None,
     min_lung_ml: float = 1.0,
     min_lung_fraction: float = 0.05,
+    lesions: LesionParams | None = None,
 ) -> Insertion:
     """Insert COVID-19-like GGO and consolidation into a real CT, inside its lungs.
 
@@ -111,6 +113,13 @@ def insert_lesions(
     min_lung_fraction : float
         Lung below this fraction of the scanned body (voxels > -500 HU or lung) raises
         :class:`NoLungError` (an abdomen scan with a little bowel gas or lung base).
+    lesions : LesionParams, optional
+        The v2 lesion model (``docs/synth.md``): its ``burden_pct`` replaces
+        ``target_lesion_pct`` and the other legacy pattern arguments are ignored; a
+        pleural effusion (``effusion_ml``) replaces the most dependent lung of one side
+        by fluid (label 6, no longer lung: ``lung_ml`` counts labels 1-4 of the result).
+        Lower lobes are taken behind and below an oblique plane through each lung.
+        Without it the v1 model runs unchanged.
 
     Returns
     -------
@@ -162,21 +171,30 @@ def insert_lesions(
     superior_zyx = (d[2, 2], d[2, 1], d[2, 0])
     spacing_zyx = tuple(float(v) for v in spacing_xyz[::-1])
     rng = np.random.default_rng(seed)
-    model = make_lesions(
-        lung_lab[box], spacing_zyx, rng, target_lesion_pct=target_lesion_pct,
-        ggo_fraction=ggo_fraction, posterior_zyx=posterior_zyx, superior_zyx=superior_zyx,
-        consolidation_in_ggo=consolidation_in_ggo, crazy_paving=crazy_paving,
-        bronchograms=bronchograms,
+    edge = max(0.7, 0.4 * float(max(spacing_zyx[1:])))
+    if lesions is not None:
+        model = make_disease(lung_lab[box], spacing_zyx, rng, lesions,
+                             posterior_zyx=posterior_zyx, superior_zyx=superior_zyx,
+                             edge_mm=edge)
+    else:
         # partial volume of the host's voxels: at least 0.7 mm, ~0.4 voxel on coarse scans
-        edge_mm=max(0.7, 0.4 * float(max(spacing_zyx[1:]))),
-    )
+        model = make_lesions(
+            lung_lab[box], spacing_zyx, rng, target_lesion_pct=target_lesion_pct,
+            ggo_fraction=ggo_fraction, posterior_zyx=posterior_zyx,
+            superior_zyx=superior_zyx, consolidation_in_ggo=consolidation_in_ggo,
+            crazy_paving=crazy_paving, bronchograms=bronchograms, edge_mm=edge)
     sigma = float(noise_hu) if noise_hu is not None else estimate_noise_hu(hu)
     sub = hu[box]
     new = apply_fill(sub, model.fill)
+    effusion = np.zeros(sub.shape, bool)
+    if lesions is not None:
+        effusion = model.classes == 3
+        new[effusion] = EFFUSION_HU
     # put back the noise the fill removed: host noise scaled by (1 - f), add the rest
-    keep = (1.0 - model.fill) ** 2
+    fill = np.where(effusion, 1.0, model.fill)
+    keep = (1.0 - fill) ** 2
     extra = sigma * np.sqrt(np.clip(1.0 - keep, 0.0, 1.0))
-    touched = model.fill > 0.01
+    touched = fill > 0.01
     if touched.any():
         noise = correlated_noise(sub.shape, rng, sigma_vox=0.6)
         new = np.where(touched & (sub < 40.0), new + extra * noise, new)
@@ -187,11 +205,13 @@ def insert_lesions(
     lab_box = labels[box]
     lab_box[model.classes == 1] = 3
     lab_box[model.classes == 2] = 4
+    lab_box[effusion] = 6
     out = _like(hu_out, image)
     lab_img = sitk.GetImageFromArray(labels)
     lab_img.CopyInformation(image)
-    counts = np.bincount(labels.ravel(), minlength=5)
+    counts = np.bincount(labels.ravel(), minlength=7)
     lesion_ml = float((counts[3] + counts[4]) * voxel_ml)
+    lung_ml = float(counts[1:5].sum() * voxel_ml)
     ins = Insertion(
         image=out, labels=lab_img, lung_ml=lung_ml, lesion_ml=lesion_ml,
         ggo_ml=float(counts[3] * voxel_ml), consolidation_ml=float(counts[4] * voxel_ml),
@@ -200,7 +220,10 @@ def insert_lesions(
                     ggo_fraction=float(ggo_fraction), crazy_paving=bool(crazy_paving),
                     consolidation_in_ggo=bool(consolidation_in_ggo),
                     bronchograms=bool(bronchograms), noise_hu=sigma,
-                    n_lesions=model.n_lesions),
+                    n_lesions=model.n_lesions,
+                    generator="v2" if lesions is not None else "v1",
+                    lesions=lesions.to_dict() if lesions is not None else None),
+        effusion_ml=float(counts[6] * voxel_ml),
     )
     logger.info("inserted %d lesion blobs: %.2f mL (%.2f %% of %.1f mL lung), host noise %.1f HU",
                 model.n_lesions, lesion_ml, ins.lesion_pct, lung_ml, sigma)

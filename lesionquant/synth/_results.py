@@ -71,7 +71,7 @@ class Insertion:
         The host CT with lesions, HU, same pixel type and geometry as the input.
     labels : SimpleITK.Image
         ``sitkUInt8``: the input lung labels (1 right, 2 left) with 3 GGO and
-        4 consolidation written over the lesion voxels.
+        4 consolidation written over the lesion voxels, 6 pleural effusion (v2).
     lung_ml : float
         Lung volume of the mask, mL.
     lesion_ml, ggo_ml, consolidation_ml : float
@@ -82,6 +82,8 @@ class Insertion:
         Noise level estimated on the host and matched inside the lesions, HU.
     seed : int
     params : dict
+    effusion_ml : float
+        Pleural effusion inserted (label 6, v2 model only; not lung), mL.
     """
 
     image: sitk.Image = field(repr=False)
@@ -94,8 +96,10 @@ class Insertion:
     host_noise_hu: float
     seed: int
     params: dict = field(default_factory=dict, repr=False)
+    effusion_ml: float = 0.0
 
     def truth(self) -> dict[str, float]:
         """The true volumes as a flat JSON-ready dict (units in the keys)."""
         return {k: getattr(self, k) for k in (
-            "lung_ml", "lesion_ml", "ggo_ml", "consolidation_ml", "lesion_pct")}
+            "lung_ml", "lesion_ml", "ggo_ml", "consolidation_ml", "lesion_pct",
+            "effusion_ml")}

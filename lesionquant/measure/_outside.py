@@ -1,0 +1,75 @@
+"""QA flag: dense tissue next to the lung, inside the rib cage, but outside the lung mask.
+
+A lung mask that stops at the edge of aerated lung leaves a consolidated dependent lobe
+out, and the lesion % is then too low with no warning. This flag measures what a reader
+should look at: voxels of -500..+150 HU (consolidation, atelectasis, effusion) within
+``NEAR_MM`` of the lung mask, outside it, inside the bony rib cage of their slice and
+outside the convex hull of the lungs in that slice (which holds the mediastinum, heart
+and spine): the shell between the lung mask and the chest wall, where a dependent
+consolidation that the mask left out lies. It is a review prompt, not a measurement: it also counts pleural
+effusion, atelectasis, partial volume and the liver or spleen dome where an axial slice
+cuts it next to the lung base (a few mL on normal scans, see ``docs/accuracy.md``).
+
+Rib cage: per axial slice, the convex hull of bone (> 300 HU) voxels, shrunk by
+``WALL_MM`` (rib cortex, intercostal muscle, parietal pleura, extrapleural fat).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.ndimage as ndi
+
+__all__ = ["dense_outside_lung_ml"]
+
+NEAR_MM = 10.0
+WALL_MM = 15.0
+DENSE_HU = (-500.0, 150.0)
+BONE_HU = 300.0
+
+
+def _hulls(mask: np.ndarray, min_count: int = 20) -> np.ndarray:
+    """Per-slice convex hull of a mask (empty where a slice has fewer voxels)."""
+    from skimage.morphology import convex_hull_image
+
+    out = np.zeros(mask.shape, bool)
+    counts = mask.sum(axis=(1, 2))
+    for z in np.flatnonzero(counts >= min_count):  # no batched per-slice hull exists
+        out[z] = convex_hull_image(mask[z])
+    return out
+
+
+def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
+                          spacing_xyz: tuple[float, float, float]) -> float:
+    """Dense tissue inside the rib cage, next to the lung, outside the lung mask, mL.
+
+    Parameters
+    ----------
+    hu : (Z, Y, X) ndarray
+        CT in HU, LPS array order (x towards the patient's left).
+    labels : (Z, Y, X) ndarray
+        Label map: 1 right lung, 2 left lung, 3 GGO, 4 consolidation (1-4 lung).
+    spacing_xyz : tuple of float
+        Voxel size, mm.
+
+    Returns
+    -------
+    float
+        Volume, mL (0 when there is no lung).
+    """
+    lung = (labels >= 1) & (labels <= 4)
+    if not lung.any():
+        return 0.0
+    sx, sy, sz = (float(v) for v in spacing_xyz)
+    zs = np.flatnonzero(lung.any(axis=(1, 2)))
+    z0, z1 = int(zs[0]), int(zs[-1]) + 1
+    a = np.asarray(hu[z0:z1], np.float32)
+    lu = lung[z0:z1]
+    lab = labels[z0:z1]
+    cage = _hulls(a > BONE_HU)
+    inner = ndi.distance_transform_edt(cage, sampling=(1e3, sy, sx)) > WALL_MM
+    near = ndi.distance_transform_edt(~lu, sampling=(sz, sy, sx)) <= NEAR_MM
+    # the heart, great vessels and spine lie between the lungs: inside their joint hull
+    between = _hulls(lu)
+    dense = (a >= DENSE_HU[0]) & (a <= DENSE_HU[1])
+    flag = dense & ~lu & near & inner & ~between
+    return float(flag.sum()) * sx * sy * sz / 1000.0
