@@ -1,6 +1,9 @@
 """Accuracy evaluation of the measuring pipeline (regenerates ``docs/accuracy.md``).
 
-Five experiments, each a table (see ``docs/accuracy.md`` for their results):
+The report opens with the real data (MedSeg expert slices: the headline; TCIA COVID-19
+slices with two-sided checks), then the synthetic families of the v2 lesion model
+(:mod:`lesionquant.synth._families`: tuning, report, shifted), then the experiments
+below (legacy v1 phantoms among them):
 
 1. **Phantoms** (:func:`lesionquant.synth.make_phantom`): several seeds and burdens;
    lesion/GGO/consolidation % error (percentage points) and Dice, lung volume error, the
@@ -10,9 +13,10 @@ Five experiments, each a table (see ``docs/accuracy.md`` for their results):
    one, else from :func:`~lesionquant.segment.segment_lungs` on the host.
 3. **Real CT without COVID-19**: false lesion %, and lung Dice against the CIP whole-lung
    mask of the COPD scan.
-4. **MedSeg 2D expert slices**: 8-bit windowed JPEG mapped to HU with the window
-   assumption :data:`MEDSEG_WINDOW` and a pixel spacing of :data:`MEDSEG_SPACING_MM`;
-   lesion/GGO/consolidation Dice and the lesion-area error per slice.
+4. **MedSeg 2D expert slices**: 8-bit windowed JPEG mapped to HU per slice by its own
+   lung and soft-tissue peaks (:func:`lesionquant._jpeg_hu.jpeg_to_hu`), a pixel spacing
+   of :data:`MEDSEG_SPACING_MM`; lesion/GGO/consolidation Dice and the lesion-area error
+   per slice, and the headline (:func:`medseg_headline`).
 5. **Real COVID-19 slices without labels** (TCIA COVID-19-NY-SBU): lung and lesion % per
    slice, and an overlay PNG per slice for visual review.
 
@@ -38,19 +42,26 @@ from lesionquant.scan import Scan
 from lesionquant.settings import Settings
 
 __all__ = [
+    "LUNG_CAGE_MIN",
     "MEDSEG_SPACING_MM",
     "MEDSEG_WINDOW",
+    "TCIA_CONSOLIDATED",
+    "TCIA_CONTROL",
     "Table",
     "dice",
     "evaluate",
+    "family_table",
+    "medseg_headline",
     "medseg_image",
+    "rib_cage_area_cm2",
     "targets",
     "write_report",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Lung window assumed for the MedSeg JPEGs: (width, level) HU. gray 0..255 maps linearly
+#: The fixed lung window the MedSeg JPEGs were read with before the per-slice peak map
+#: (``medseg_image(..., mapping="window")``): (width, level) HU. gray 0..255 maps linearly
 #: to [level - width/2, level + width/2]: HU = gray / 255 * 1500 - 1100. The textbook lung
 #: window W1500/L-600 puts these images' normal lung at -1100..-1250 HU and the expert GGO
 #: (median gray 60-115) at -1000..-670 HU, below any GGO band; L-350 puts normal lung near
@@ -70,6 +81,19 @@ REAL_CHEST = (
     "tcia-covid19-ny-sbu-axial-slices/A048383_19010410-30.dcm",
 )
 COPD_MASK = "cip-copd-chest-ct-64/lung_mask.nii.gz"
+
+#: TCIA slices with dense consolidation of the dependent lungs (my reading, not expert).
+TCIA_CONSOLIDATED = ("A046441_19001111-045", "A046441_19010101-23", "A098752_19010127-128")
+#: The TCIA control patient (near-normal lungs on both dates).
+TCIA_CONTROL = ("A048383_19001231-30", "A048383_19010410-30")
+#: Lower bound of lung area / rib-cage area on one axial slice. The rib cage is the
+#: convex hull of the bone (> 300 HU) within 50 mm of the lung mask (ribs, spine,
+#: sternum; not the arms); on the near-normal TCIA slices (A048383 both dates, A002304
+#: prior) lung / cage is 0.39-0.55, and a diseased lung keeps its size (consolidation is
+#: lung), so a mask below 0.30 of the cage has left lung out.
+LUNG_CAGE_MIN = 0.30
+#: Largest false lesion % on the control patient's slices (two-sided check).
+CONTROL_MAX_LESION_PCT = 1.0
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,7 +117,7 @@ class Table:
             out += [self.note, ""]
         if not self.rows:
             return "\n".join([*out, "(no rows)", ""])
-        keys = list(self.rows[0])
+        keys = [k for k in self.rows[0] if not k.startswith("_")]  # "_x": kept, not shown
         out.append("| " + " | ".join(keys) + " |")
         out.append("|" + "---|" * len(keys))
         for row in self.rows:
@@ -178,6 +202,52 @@ def phantom_table(seeds: Iterable[int], burdens: Iterable[float],
     return table
 
 
+def family_table(family: str, n: int, size_xyz: tuple[int, int, int],
+                 spacing_mm: tuple[float, float, float], settings: Settings,
+                 thick_slice_mm: float | None = 5.0) -> Table:
+    """Phantoms of one case family of the v2 lesion model (tuning, report or shifted).
+
+    Cases come from :func:`lesionquant.synth.family_cases`; every second case is
+    acquired with ``thick_slice_mm`` slices over the same length (when given).
+    """
+    from lesionquant.api import quantify
+    from lesionquant.synth import family_cases, make_phantom
+
+    table = Table(f"Synthetic {family} family (v2 lesion model, {size_xyz[0]}x{size_xyz[1]} "
+                  f"at {spacing_mm[0]}x{spacing_mm[1]} mm in-plane)",
+                  note=_FAMILY_NOTES[family])
+    for case in family_cases(family, n):
+        size, spacing = size_xyz, spacing_mm
+        if thick_slice_mm and case.index % 2 == 1:
+            nz = max(1, round(size_xyz[2] * spacing_mm[2] / thick_slice_mm))
+            size, spacing = (*size_xyz[:2], nz), (*spacing_mm[:2], float(thick_slice_mm))
+        ph = make_phantom(size_xyz=size, spacing_mm=spacing, seed=case.seed,
+                          lesions=case.lesions, patient_scale=case.patient_scale,
+                          dose_factor=case.dose_factor)
+        res = quantify(ph.image, settings)
+        p = case.lesions
+        row: dict[str, Any] = {"case": case.index, "seed": case.seed,
+                               "slice_mm": spacing[2], "lobar_pct": p.lobar_pct,
+                               "effusion_ml": round(ph.effusion_ml)}
+        row.update(_compare(_arr(res.labelmap), _arr(ph.labels), _voxel_ml(ph.image)))
+        row["lung_ml_err_pct"] = 100.0 * (res["lung_ml"] - ph.lung_ml) / ph.lung_ml
+        row["qa_dense_outside_ml"] = res["qa_dense_outside_lung_ml"]
+        table.rows.append(_select(row))
+        logger.info("%s case %d: %s", family, case.index, table.rows[-1])
+    return table
+
+
+_FAMILY_NOTES = {
+    "tuning": "Look at these while changing a method. Parameters from the tuning ranges "
+              "(docs/synth.md), seeds 10000+.",
+    "report": "Never looked at while changing a method: same ranges as tuning, other seeds "
+              "(20000+) and so other parameter values. These are the numbers to quote.",
+    "shifted": "Parameters outside the tuning ranges (more burden and consolidation, "
+               "fainter GGO, larger lobar disease and effusions, larger and noisier "
+               "patients), seeds 30000+.",
+}
+
+
 def _select(row: dict[str, Any]) -> dict[str, Any]:
     keys = [k for k in row if not k.startswith("true_") or k == "true_lesion_pct"]
     return {k: row[k] for k in keys}
@@ -206,11 +276,12 @@ def insertion_table(chest_dir: Path, seeds: Iterable[int], burdens: Iterable[flo
     """Experiment 2: lesions inserted into every real chest CT with lung."""
     from lesionquant.api import quantify
     from lesionquant.io import load_scan
-    from lesionquant.synth import insert_lesions
+    from lesionquant.synth import LesionParams, insert_lesions
 
     table = Table("Lesions inserted into real chest CT",
-                  note="Truth % is of the host lung mask; host lungs from the CIP mask "
-                       "(COPD) or from segment_lungs on the host.")
+                  note="v2 lesion model (burdens >= 15 % with a quarter as dependent-lobe "
+                       "consolidation). Truth % is of the host lung mask; host lungs from "
+                       "the CIP mask (COPD) or from segment_lungs on the host.")
     for rel in REAL_CHEST[:4]:
         path = chest_dir / rel
         scan = load_scan(path)
@@ -218,7 +289,9 @@ def insertion_table(chest_dir: Path, seeds: Iterable[int], burdens: Iterable[flo
         lungs = _host_lungs(scan.image, mask, settings)
         for seed in seeds:
             for burden in burdens:
-                ins = insert_lesions(scan.image, lungs, seed=seed, target_lesion_pct=burden)
+                params = LesionParams(burden_pct=burden,
+                                      lobar_pct=0.25 * burden if burden >= 15 else 0.0)
+                ins = insert_lesions(scan.image, lungs, seed=seed, lesions=params)
                 res = quantify(Scan(image=ins.image, source=str(path)), settings)
                 row: dict[str, Any] = {"host": rel.split("/")[0], "seed": seed,
                                        "burden_pct": burden}
@@ -260,17 +333,27 @@ def _medseg_upright(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(a, k=-1))
 
 
-def medseg_image(jpeg: Path) -> sitk.Image:
-    """A MedSeg 8-bit JPEG slice as a one-slice HU image (:data:`MEDSEG_WINDOW`)."""
+def medseg_image(jpeg: Path, *, mapping: str = "peaks") -> sitk.Image:
+    """A MedSeg 8-bit JPEG slice as a one-slice HU image, turned upright.
+
+    ``mapping="peaks"`` (default) maps each slice by its own lung and soft-tissue peaks
+    (:func:`lesionquant._jpeg_hu.jpeg_to_hu`); ``"window"`` uses the fixed
+    :data:`MEDSEG_WINDOW` of earlier reports.
+    """
     from PIL import Image
+
+    from lesionquant._jpeg_hu import jpeg_to_hu
 
     try:
         with Image.open(jpeg) as im:
             gray = np.asarray(im.convert("L"), dtype=np.float32)
     except OSError as exc:
         raise InvalidInputError(f"cannot read JPEG ({exc})", source=jpeg) from exc
-    width, level = MEDSEG_WINDOW
-    hu = _medseg_upright(gray / 255.0 * width + (level - width / 2.0))
+    if mapping == "peaks":
+        hu = _medseg_upright(jpeg_to_hu(gray).apply(gray))
+    else:
+        width, level = MEDSEG_WINDOW
+        hu = _medseg_upright(gray / 255.0 * width + (level - width / 2.0))
     img = sitk.GetImageFromArray(hu[None].astype(np.float32))
     img.SetSpacing((MEDSEG_SPACING_MM, MEDSEG_SPACING_MM, 1.0))
     return img
@@ -285,8 +368,8 @@ def medseg_table(medseg_dir: Path, settings: Settings,
     from lesionquant.api import quantify
 
     table = Table(
-        "MedSeg 2D expert slices (JPEG, HU = gray/255*1500 - 1100 assumed, "
-        f"{MEDSEG_SPACING_MM} mm pixels assumed, turned upright)",
+        "MedSeg 2D expert slices (JPEG mapped to HU per slice by its lung and soft-tissue "
+        f"peaks, {MEDSEG_SPACING_MM} mm pixels assumed, turned upright)",
         note="Lesion area error is (predicted - expert) lesion pixels / expert lesion "
              "pixels, %. 'no lung' = the slice is cropped so tightly that no lung was "
              "found (counted as all-zero prediction). Expert vs pipeline labels of six "
@@ -308,13 +391,19 @@ def medseg_table(medseg_dir: Path, settings: Settings,
         if figures_dir is not None and image is not None:  # for the montage only
             shown[jpeg.stem] = (_arr(image)[0], truth, pred)
         t_les, p_les = truth > 0, pred >= 3
-        table.rows.append({
+        row: dict[str, Any] = {
             "slice": jpeg.stem, "status": status,
             "lesion_dice": dice(t_les, p_les), "ggo_dice": dice(truth == 1, pred == 3),
             "consolidation_dice": dice(truth == 2, pred == 4),
             "lesion_area_err_pct": 100.0 * (int(p_les.sum()) - int(t_les.sum()))
             / max(int(t_les.sum()), 1),
-        })
+        }
+        for name, t, p in (("lesion", t_les, p_les), ("ggo", truth == 1, pred == 3),
+                           ("consolidation", truth == 2, pred == 4)):
+            row[f"_{name}_true"] = int(t.sum())
+            row[f"_{name}_pred"] = int(p.sum())
+            row[f"_{name}_both"] = int((t & p).sum())
+        table.rows.append(row)
     if figures_dir is not None and shown:
         ranked = sorted((r for r in table.rows if r["slice"] in shown),
                         key=lambda r: (r["lesion_dice"], r["slice"]))
@@ -323,6 +412,58 @@ def medseg_table(medseg_dir: Path, settings: Settings,
         save_medseg_montage([(r, *shown[r["slice"]]) for r in picks],
                             Path(figures_dir) / "medseg_montage.png")
     return table
+
+
+def medseg_headline(per_slice: Table) -> Table:
+    """The real-data headline from the MedSeg per-slice table.
+
+    Per class (lesion, GGO, consolidation): Dice averaged over the slices whose expert
+    mask holds the class (as the published MedSeg results report it), pooled Dice (all
+    slices' pixels together), and for the lesion class the median lesion-area error and
+    the share of slices under-called by half or more.
+    """
+    rows = [r for r in per_slice.rows if "_lesion_true" in r]
+    out = Table("MedSeg expert slices: headline",
+                note="Real COVID-19 CT with expert GGO/consolidation labels (65 2D slices). "
+                     "'per-slice Dice' averages over the slices that hold the class; "
+                     "'pooled Dice' counts all slices' pixels together.")
+    for name in ("lesion", "ggo", "consolidation"):
+        holding = [r for r in rows if r[f"_{name}_true"] > 0]
+        both = sum(r[f"_{name}_both"] for r in rows)
+        total = sum(r[f"_{name}_true"] + r[f"_{name}_pred"] for r in rows)
+        row: dict[str, Any] = {
+            "class": name, "slices_with_class": len(holding),
+            "per_slice_dice": float(np.mean([r[f"{name}_dice"] for r in holding]))
+            if holding else float("nan"),
+            "pooled_dice": 2.0 * both / total if total else float("nan"),
+            "area_err_median_pct": float("nan"), "under_called_by_half": "",
+        }
+        if name == "lesion" and holding:
+            err = np.array([100.0 * (r["_lesion_pred"] - r["_lesion_true"])
+                            / r["_lesion_true"] for r in holding])
+            row["area_err_median_pct"] = float(np.median(err))
+            row["under_called_by_half"] = f"{int((err <= -50).sum())} / {len(err)}"
+        out.rows.append(row)
+    return out
+
+
+def rib_cage_area_cm2(hu: np.ndarray, lung: np.ndarray,
+                      spacing_xy_mm: tuple[float, float]) -> float:
+    """Area of the bony rib cage of one axial slice, cm^2 (the lung-area bound's base).
+
+    The convex hull of the bone (> 300 HU) within 50 mm of the lung mask: ribs, spine
+    and sternum, not the arms beside the chest.
+    """
+    import scipy.ndimage as ndi
+
+    from lesionquant.measure._outside import _hulls
+
+    if not lung.any():
+        return float("nan")
+    sx, sy = spacing_xy_mm
+    near = ndi.distance_transform_edt(~lung, sampling=(sy, sx)) <= 50.0
+    hull = _hulls(((hu > 300) & near)[None])[0]
+    return float(hull.sum()) * sx * sy / 100.0
 
 
 def save_medseg_montage(
@@ -388,15 +529,40 @@ def _save_figure(fig: Any, path: Path) -> Path:
 def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> Table:
     """Experiment 5: real COVID-19 slices (no labels): numbers and overlay PNGs."""
     from lesionquant.api import quantify
+    from lesionquant.segment._grid import to_lps
 
-    table = Table("Real COVID-19 CT slices (TCIA COVID-19-NY-SBU, no labels)",
-                  note="A048383 is the near-normal control. Overlays: "
-                       "docs/figures/pipeline_tcia_*.png")
+    table = Table(
+        "Real COVID-19 CT slices (TCIA COVID-19-NY-SBU, no labels)",
+        note="A048383 is the near-normal control. Two-sided checks: on the slices with "
+             f"dense dependent consolidation ({', '.join(TCIA_CONSOLIDATED)}) the lung area "
+             f"must be at least {LUNG_CAGE_MIN:.2f} x the rib-cage area (convex hull of the "
+             "bone > 300 HU within 50 mm of the lung mask; near-normal slices measure "
+             f"0.39-0.55); on the control the lesion % must stay <= "
+             f"{CONTROL_MAX_LESION_PCT:g} %. qa_dense_outside_ml: dense tissue between the "
+             "lung mask and the rib cage (the QA flag of every result). Overlays: "
+             "docs/figures/pipeline_tcia_*.png")
     for dcm in sorted(tcia_dir.glob("*.dcm")):
         res = quantify(dcm, settings)
+        img = to_lps(res.scan.image)[0]
+        lab = _arr(to_lps(res.labelmap)[0])
+        lung = (lab >= 1) & (lab <= 4)
+        z = int(np.argmax(lung.sum(axis=(1, 2))))
+        sx, sy = img.GetSpacing()[:2]
+        cage = rib_cage_area_cm2(_arr(img)[z], lung[z], (sx, sy))
+        lung_cm2 = float(lung[z].sum()) * sx * sy / 100.0
+        check = ""
+        if dcm.stem in TCIA_CONSOLIDATED:
+            check = "pass" if lung_cm2 >= LUNG_CAGE_MIN * cage else "FAIL (lung area)"
+        elif dcm.stem in TCIA_CONTROL:
+            check = ("pass" if res["lesion_pct"] <= CONTROL_MAX_LESION_PCT
+                     else "FAIL (false lesion)")
         table.rows.append({"slice": dcm.stem, "lung_ml": res["lung_ml"],
                            "lesion_pct": res["lesion_pct"], "ggo_pct": res["ggo_pct"],
-                           "consolidation_pct": res["consolidation_pct"]})
+                           "consolidation_pct": res["consolidation_pct"],
+                           "lung_cm2": lung_cm2, "rib_cage_cm2": cage,
+                           "lung_to_cage": lung_cm2 / cage if cage else float("nan"),
+                           "qa_dense_outside_ml": res["qa_dense_outside_lung_ml"],
+                           "check": check})
         if figures_dir is not None:
             save_overlay(res, figures_dir / f"pipeline_tcia_{dcm.stem}.png",
                          title=f"{dcm.stem}: lesion {res['lesion_pct']:.1f} % "
@@ -437,6 +603,10 @@ def evaluate(
     insert_seeds: Iterable[int] = (0, 1),
     insert_burdens: Iterable[float] = (5.0, 20.0),
     progress: Callable[[str], None] | None = None,
+    family_n: int = 4,
+    family_size_xyz: tuple[int, int, int] = (384, 384, 150),
+    family_spacing_mm: tuple[float, float, float] = (0.9, 0.9, 2.0),
+    legacy_phantoms: bool = True,
 ) -> list[Table]:
     """Run every experiment and return its tables.
 
@@ -458,6 +628,19 @@ def evaluate(
         Insertion seeds and burdens (% of lung).
     progress : callable, optional
         Called with the name of each experiment as it starts.
+    family_n : int
+        Cases per synthetic family (tuning, report, shifted); 0 skips them.
+    family_size_xyz, family_spacing_mm
+        Grid of the family phantoms (every second case with ``thick_slice_mm`` slices).
+    legacy_phantoms : bool
+        Also run the v1 phantoms (``phantom_*`` arguments).
+
+    Returns
+    -------
+    list of Table
+        Real data first (MedSeg headline, MedSeg per slice, TCIA, real CT without
+        COVID-19), then the tuning, report and shifted families, the insertion into real
+        CT and the legacy v1 phantoms.
     """
     s = settings or Settings()
     chest = Path(data_root) / "chest"
@@ -465,34 +648,43 @@ def evaluate(
         raise InvalidInputError("no chest/ folder in the data root", source=data_root)
     say = progress or (lambda msg: logger.info("%s", msg))
     tables = []
-    say("phantoms")
-    seeds, burdens = tuple(phantom_seeds), tuple(phantom_burdens)
-    tables.append(phantom_table(seeds, burdens, phantom_size_xyz, phantom_spacing_mm, s))
-    if thick_slice_mm and thick_slice_mm > phantom_spacing_mm[2]:
-        say(f"phantoms with {thick_slice_mm:g} mm slices")
-        nz = max(1, round(phantom_size_xyz[2] * phantom_spacing_mm[2] / thick_slice_mm))
-        tables.append(phantom_table(seeds, burdens, (*phantom_size_xyz[:2], nz),
-                                    (*phantom_spacing_mm[:2], float(thick_slice_mm)), s))
-    say("insertion into real CT")
-    tables.append(insertion_table(chest, insert_seeds, insert_burdens, s))
+    say("MedSeg 2D (real, expert labels)")
+    per_slice = medseg_table(chest / "medseg-covid-2d-ggo-consolidation", s, figures_dir)
+    tables += [medseg_headline(per_slice), per_slice]
+    say("TCIA COVID-19 slices (real)")
+    tables.append(tcia_table(chest / "tcia-covid19-ny-sbu-axial-slices", figures_dir, s))
     say("real CT without COVID-19")
     tables.append(normal_table(chest, s))
-    say("MedSeg 2D")
-    tables.append(medseg_table(chest / "medseg-covid-2d-ggo-consolidation", s, figures_dir))
-    say("TCIA COVID-19 slices")
-    tables.append(tcia_table(chest / "tcia-covid19-ny-sbu-axial-slices", figures_dir, s))
+    for family in ("tuning", "report", "shifted"):
+        if family_n > 0:
+            say(f"synthetic {family} family")
+            tables.append(family_table(family, family_n, family_size_xyz, family_spacing_mm,
+                                       s, thick_slice_mm))
+    say("insertion into real CT")
+    tables.append(insertion_table(chest, insert_seeds, insert_burdens, s))
+    if legacy_phantoms:
+        say("legacy v1 phantoms")
+        seeds, burdens = tuple(phantom_seeds), tuple(phantom_burdens)
+        tables.append(phantom_table(seeds, burdens, phantom_size_xyz, phantom_spacing_mm, s))
+        if thick_slice_mm and thick_slice_mm > phantom_spacing_mm[2]:
+            say(f"legacy v1 phantoms with {thick_slice_mm:g} mm slices")
+            nz = max(1, round(phantom_size_xyz[2] * phantom_spacing_mm[2] / thick_slice_mm))
+            tables.append(phantom_table(seeds, burdens, (*phantom_size_xyz[:2], nz),
+                                        (*phantom_spacing_mm[:2], float(thick_slice_mm)), s))
     return tables
 
 
 _PREAMBLE = """\
-Experiments (code: `lesionquant/evaluate.py`): (1) procedural chest phantoms with COVID-19
-lesions (`lesionquant.synth.make_phantom`), on thin slices and again on thick (5 mm)
-slices over the same length, (2) the same lesion model inserted into every
-real chest CT with lung (`lesionquant.synth.insert_lesions`), (3) the real chest CTs as they
-are (no COVID-19), (4) the MedSeg 2D expert slices (8-bit JPEG, HU assumed from a W1500/L-350
-window, 0.7 mm pixels assumed, turned upright (stored rotated by 90 degrees), each slice a
-one-slice scan), (5) the real COVID-19 slices of
-TCIA COVID-19-NY-SBU (no labels; overlays in `docs/figures/pipeline_tcia_*.png`).
+Real data first. (1) The MedSeg 2D expert slices (8-bit JPEG mapped to HU per slice by its
+own lung and soft-tissue peaks, `lesionquant/_jpeg_hu.py`; 0.7 mm pixels assumed; turned
+upright; each slice a one-slice scan): the headline, then per slice. (2) The real COVID-19
+slices of TCIA COVID-19-NY-SBU (no labels; two-sided checks; overlays in
+`docs/figures/pipeline_tcia_*.png`). (3) The real chest CTs without COVID-19. Then the
+synthetic numbers, an upper bound for real data: (4) the tuning, report and shifted
+families of the v2 lesion model (`lesionquant.synth.family_cases`; every second case on
+5 mm slices), (5) the v2 lesion model inserted into every real chest CT with lung
+(`lesionquant.synth.insert_lesions`), (6) the legacy v1 phantoms (`make_phantom` without
+`lesions`), on thin and thick slices. Code: `lesionquant/evaluate.py`.
 `*_err_pp` is predicted minus true % of lung (percentage points); Dice of the masks;
 `lung_ml_err_pct` the lung volume error in %; `cons_in_lung` the share of true
 consolidation voxels inside the predicted lung mask.
@@ -512,7 +704,7 @@ def targets(tables: list[Table]) -> Table:
     # Each background separately: the phantoms (each grid), then every insertion host.
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     for t in tables:
-        if t.title.startswith("Phantoms") and t.rows:
+        if t.title.startswith("Phantoms") and t.rows:  # legacy v1 phantoms
             grid = t.title.partition(" at ")[2].rstrip(")")
             groups.append((f"phantoms {grid}" if grid else "phantoms", t.rows))
     t = by.get("Lesions inserted into real chest CT")
@@ -530,6 +722,17 @@ def targets(tables: list[Table]) -> Table:
             add(f"lung volume error, worst ({label})", "<= 2 %", lv, lv <= 2.0)
             ci = min(float(r["cons_in_lung"]) for r in rows)
             add(f"true consolidation inside the lung mask, worst ({label})", "~1", ci, None)
+    t = by.get("Real COVID-19 CT slices")
+    if t is not None:
+        for r in t.rows:
+            if r.get("check"):
+                ok = r["check"] == "pass"
+                if r["slice"] in TCIA_CONSOLIDATED:
+                    add(f"lung area / rib cage ({r['slice']})", f">= {LUNG_CAGE_MIN:.2f}",
+                        float(r["lung_to_cage"]), ok)
+                else:
+                    add(f"false lesion % ({r['slice']}, control)",
+                        f"<= {CONTROL_MAX_LESION_PCT:g} %", float(r["lesion_pct"]), ok)
     t = by.get("Real chest CT without COVID-19")
     if t is not None:
         for r in t.rows:

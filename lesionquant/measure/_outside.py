@@ -6,9 +6,10 @@ should look at: voxels of -500..+150 HU (consolidation, atelectasis, effusion) w
 ``NEAR_MM`` of the lung mask, outside it, inside the bony rib cage of their slice and
 outside the convex hull of the lungs in that slice (which holds the mediastinum, heart
 and spine): the shell between the lung mask and the chest wall, where a dependent
-consolidation that the mask left out lies. It is a review prompt, not a measurement: it also counts pleural
-effusion, atelectasis, partial volume and the liver or spleen dome where an axial slice
-cuts it next to the lung base (a few mL on normal scans, see ``docs/accuracy.md``).
+consolidation that the mask left out lies. It is a review prompt, not a measurement:
+it also counts pleural effusion, atelectasis, partial volume and the liver or spleen
+dome where an axial slice cuts it next to the lung base (0.2-2.5 mL per 5 mm slice on
+the near-normal TCIA slices, 7-9 mL on the consolidated ones; ``docs/accuracy.md``).
 
 Rib cage: per axial slice, the convex hull of bone (> 300 HU) voxels, shrunk by
 ``WALL_MM`` (rib cortex, intercostal muscle, parietal pleura, extrapleural fat).
@@ -64,7 +65,6 @@ def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
     z0, z1 = int(zs[0]), int(zs[-1]) + 1
     a = np.asarray(hu[z0:z1], np.float32)
     lu = lung[z0:z1]
-    lab = labels[z0:z1]
     cage = _hulls(a > BONE_HU)
     inner = ndi.distance_transform_edt(cage, sampling=(1e3, sy, sx)) > WALL_MM
     near = ndi.distance_transform_edt(~lu, sampling=(sz, sy, sx)) <= NEAR_MM
