@@ -747,7 +747,7 @@ def targets(tables: list[Table]) -> Table:
 def write_report(tables: list[Table], path: Path, *, command: str, header: str = "") -> Path:
     """Write the tables (with summaries) as markdown to ``path`` atomically."""
     parts = [header or "# Accuracy of the classical pipeline", "",
-             f"Regenerate with: `{command}`", "", _PREAMBLE, targets(tables).markdown()]
+             f"Regenerate with: `{command}`", "", _PREAMBLE]
     for t in tables:
         parts.append(t.markdown())
         keys = [k for k in (t.rows[0] if t.rows else {})
@@ -756,5 +756,6 @@ def write_report(tables: list[Table], path: Path, *, command: str, header: str =
         if summ:
             parts.append("Summary: " + ", ".join(f"{k} {v:.3f}" for k, v in summ.items()))
             parts.append("")
+    parts.append(targets(tables).markdown())  # after the tables: real data comes first
     text = "\n".join(parts)
     return write_text_atomic(path, text)

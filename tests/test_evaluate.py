@@ -57,12 +57,18 @@ def test_evaluate_command_rejects_bad_paths_before_running(tmp_path, capsys, cas
 
 @pytest.mark.realdata
 def test_medseg_window_mapping(chest_dir):
-    jpeg = chest_dir / "medseg-covid-2d-ggo-consolidation" / "images" / "000.jpg"
-    img = medseg_image(jpeg)
+    jpeg = chest_dir / "medseg-covid-2d-ggo-consolidation" / "images" / "010.jpg"
+    img = medseg_image(jpeg, mapping="window")
     arr = sitk.GetArrayViewFromImage(img)
     width, level = MEDSEG_WINDOW
     assert arr.shape[0] == 1
     assert arr.min() >= level - width / 2 - 1e-3 and arr.max() <= level + width / 2 + 1e-3
+    # the default maps each slice by its own peaks: this slice's aerated lung (the mode of
+    # its dark pixels) lands at -860 HU
+    peaks = sitk.GetArrayViewFromImage(medseg_image(jpeg))[0]
+    dark = peaks[peaks < -500]
+    hist, edges = np.histogram(dark, bins=np.arange(-1100, -500, 20))
+    assert -920 <= edges[np.argmax(hist)] <= -800
 
 
 @pytest.mark.realdata
@@ -73,12 +79,19 @@ def test_evaluate_command_writes_report(data_root, tmp_path):
                "--figures", str(tmp_path / "fig"), "--phantom-seeds", "0",
                "--phantom-burdens", "10", "--phantom-size", "96,96,48",
                "--phantom-spacing", "3.6,3.6,6.0", "--thick-slices-mm", "12",
-               "--insert-seeds", "0", "--insert-burdens", "10"])
+               "--insert-seeds", "0", "--insert-burdens", "10", "--family-cases", "1",
+               "--family-size", "96,96,48", "--family-spacing", "3.6,3.6,6.0"])
     assert rc == 0
     text = out.read_text()
     for title in ("Phantoms", "inserted into real chest CT", "without COVID-19", "MedSeg",
-                  "TCIA"):
+                  "TCIA", "Synthetic tuning family", "Synthetic report family",
+                  "Synthetic shifted family", "MedSeg expert slices: headline"):
         assert title in text
+    # real data first: the MedSeg headline, then TCIA, before any synthetic table
+    assert text.index("MedSeg expert slices: headline") < text.index("### Real COVID-19 CT") \
+        < text.index("Synthetic tuning family") < text.index("Synthetic report family") \
+        < text.index("Synthetic shifted family")
+    assert "qa_dense_outside_ml" in text
     assert len(list((tmp_path / "fig").glob("pipeline_tcia_*.png"))) == 10
     assert (tmp_path / "fig" / "medseg_montage.png").stat().st_size > 10_000
     assert "docs/figures/medseg_montage.png" in text

@@ -48,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default 5; 0 skips them)")
     p.add_argument("--insert-seeds", type=_ints, default=(0, 1), metavar="S,S")
     p.add_argument("--insert-burdens", type=_floats, default=(5.0, 20.0), metavar="PCT,PCT")
+    p.add_argument("--family-cases", type=int, default=4, metavar="N",
+                   help="cases per synthetic family (tuning, report, shifted; default 4; "
+                   "0 skips them)")
+    p.add_argument("--family-size", type=_ints, default=(384, 384, 150), metavar="X,Y,Z")
+    p.add_argument("--family-spacing", type=_floats, default=(0.9, 0.9, 2.0),
+                   metavar="X,Y,Z", help="mm (every second case with --thick-slices-mm)")
+    p.add_argument("--no-legacy-phantoms", action="store_true",
+                   help="skip the v1 phantoms (--phantom-* options)")
     p.set_defaults(func=run)
 
 
@@ -72,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         phantom_size_xyz=tuple(args.phantom_size), phantom_spacing_mm=tuple(args.phantom_spacing),
         thick_slice_mm=args.thick_slices_mm or None,
         insert_seeds=args.insert_seeds, insert_burdens=args.insert_burdens,
+        family_n=args.family_cases, family_size_xyz=tuple(args.family_size),
+        family_spacing_mm=tuple(args.family_spacing),
+        legacy_phantoms=not args.no_legacy_phantoms,
         progress=lambda msg: print(f"evaluate: {msg}", file=sys.stderr),
     )
     command = "lesionquant evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \

@@ -4,12 +4,13 @@ A lung mask that stops at the edge of aerated lung leaves a consolidated depende
 out, and the lesion % is then too low with no warning. This flag measures what a reader
 should look at: voxels of -500..+150 HU (consolidation, atelectasis, effusion) within
 ``NEAR_MM`` of the lung mask, outside it, inside the bony rib cage of their slice and
-outside the convex hull of the lungs in that slice (which holds the mediastinum, heart
-and spine): the shell between the lung mask and the chest wall, where a dependent
-consolidation that the mask left out lies. It is a review prompt, not a measurement:
-it also counts pleural effusion, atelectasis, partial volume and the liver or spleen
-dome where an axial slice cuts it next to the lung base (0.2-2.5 mL per 5 mm slice on
-the near-normal TCIA slices, 7-9 mL on the consolidated ones; ``docs/accuracy.md``).
+outside each lung's convex hull and outside the mediastinum (per image row, the span
+between the two lungs' medial edges): the shell between the lung mask and the chest
+wall, where a dependent consolidation that the mask left out lies. It is a review
+prompt, not a measurement: it also counts pleural effusion, atelectasis, partial volume,
+a large heart bulging beside one lung and the liver or spleen dome where an axial slice
+cuts it next to the lung base (TCIA single slices: 0.8-3.3 mL on the near-normal ones,
+7.4-10.6 mL on A046441's consolidated ones; ``docs/accuracy.md``).
 
 Rib cage: per axial slice, the convex hull of bone (> 300 HU) voxels, shrunk by
 ``WALL_MM`` (rib cortex, intercostal muscle, parietal pleura, extrapleural fat).
@@ -68,8 +69,18 @@ def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
     cage = _hulls(a > BONE_HU)
     inner = ndi.distance_transform_edt(cage, sampling=(1e3, sy, sx)) > WALL_MM
     near = ndi.distance_transform_edt(~lu, sampling=(sz, sy, sx)) <= NEAR_MM
-    # the heart, great vessels and spine lie between the lungs: inside their joint hull
-    between = _hulls(lu)
+    # each lung's own hull (its hilum and fissures), and per image row the span between
+    # the right lung's medial edge and the left lung's (mediastinum, heart, spine)
+    lab = labels[z0:z1]
+    nx = a.shape[2]
+    xs = np.arange(nx)
+    right = (lab == 1) | (((lab == 3) | (lab == 4)) & (xs < nx // 2))
+    left = lu & ~right
+    r_max = np.where(right.any(axis=2), nx - 1 - np.argmax(right[..., ::-1], axis=2), -1)
+    l_min = np.where(left.any(axis=2), np.argmax(left, axis=2), nx)
+    both = (r_max >= 0) & (l_min < nx)
+    mediast = both[..., None] & (xs > r_max[..., None]) & (xs < l_min[..., None])
+    between = _hulls(right) | _hulls(left) | mediast
     dense = (a >= DENSE_HU[0]) & (a <= DENSE_HU[1])
     flag = dense & ~lu & near & inner & ~between
     return float(flag.sum()) * sx * sy * sz / 1000.0
