@@ -53,6 +53,7 @@ __all__ = [
     "family_table",
     "medseg_headline",
     "medseg_image",
+    "repeatability_table",
     "rib_cage_area_cm2",
     "targets",
     "write_report",
@@ -246,6 +247,35 @@ _FAMILY_NOTES = {
                "fainter GGO, larger lobar disease and effusions, larger and noisier "
                "patients), seeds 30000+.",
 }
+
+
+def repeatability_table(path: Path) -> Table:
+    """The repeatability summary written by ``bench/repeatability.py`` (JSON) as a table."""
+    import json
+
+    doc = json.loads(Path(path).read_text())
+    n = len(doc.get("cases", []))
+    table = Table(
+        "Repeatability: the same phantom anatomy and lesions re-acquired",
+        note=f"{n} v2 phantoms (tuning cases), each measured on a 1 mm / standard-kernel / "
+             "standard-noise reference and re-acquired; differences from the reference in "
+             "percentage points of lung: mean [95 % limits of agreement]. Goal of the "
+             "measuring pipeline: limits within +-0.5 pp. Bland-Altman figure: "
+             f"docs/figures/repeatability_bland_altman.png. Regenerate: "
+             f"`nice {doc.get('command', 'python bench/repeatability.py')}` (the figure and "
+             "the JSON), then `lesionquant evaluate` picks the JSON up.")
+    for cond, s in doc.get("summary", {}).items():
+        row: dict[str, Any] = {"acquisition": cond}
+        ok = True
+        for key, name in (("lesion_pct", "lesion"), ("ggo_pct", "GGO"),
+                          ("consolidation_pct", "consolidation")):
+            v = s[key]
+            row[f"{name} diff pp"] = (f"{v['mean_pp']:+.2f} [{v['loa_low_pp']:+.2f}, "
+                                      f"{v['loa_high_pp']:+.2f}]")
+            ok &= abs(v["loa_low_pp"]) <= 0.5 and abs(v["loa_high_pp"]) <= 0.5
+        row["within +-0.5 pp"] = "yes" if ok else "no"
+        table.rows.append(row)
+    return table
 
 
 def _select(row: dict[str, Any]) -> dict[str, Any]:
@@ -662,6 +692,8 @@ def evaluate(
                                        s, thick_slice_mm))
     say("insertion into real CT")
     tables.append(insertion_table(chest, insert_seeds, insert_burdens, s))
+    if figures_dir is not None and (Path(figures_dir) / "repeatability.json").is_file():
+        tables.append(repeatability_table(Path(figures_dir) / "repeatability.json"))
     if legacy_phantoms:
         say("legacy v1 phantoms")
         seeds, burdens = tuple(phantom_seeds), tuple(phantom_burdens)

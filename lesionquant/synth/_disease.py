@@ -69,7 +69,8 @@ class LesionParams:
     kind_weights : tuple of float
         Relative frequency of the blob kinds ``KINDS`` (patchy, faint, paving, solid, band).
     ggo_fill : float
-        Median fraction of air replaced in GGO (0.30: -870 HU lung becomes about -600 HU).
+        Median fraction of air replaced in GGO (0.40: -840 HU lung becomes about -490 HU
+        at the level; with the edge ramp and texture the GGO median is near -580 HU).
     ggo_fill_sigma : float
         Log-normal spread of the per-lesion GGO fill.
     faint_fill : tuple of float
@@ -98,7 +99,7 @@ class LesionParams:
     burden_pct: float = 10.0
     ggo_fraction: float = 0.7
     kind_weights: tuple[float, ...] = (0.45, 0.2, 0.1, 0.15, 0.1)
-    ggo_fill: float = 0.30
+    ggo_fill: float = 0.40
     ggo_fill_sigma: float = 0.3
     faint_fill: tuple[float, float] = (0.03, 0.18)
     consolidation_fill: tuple[float, float] = (0.45, 1.0)
