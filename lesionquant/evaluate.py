@@ -634,8 +634,8 @@ def evaluate(
     insert_burdens: Iterable[float] = (5.0, 20.0),
     progress: Callable[[str], None] | None = None,
     family_n: int = 4,
-    family_size_xyz: tuple[int, int, int] = (384, 384, 150),
-    family_spacing_mm: tuple[float, float, float] = (0.9, 0.9, 2.0),
+    family_size_xyz: tuple[int, int, int] = (320, 320, 150),
+    family_spacing_mm: tuple[float, float, float] = (1.1, 1.1, 2.0),
     legacy_phantoms: bool = True,
 ) -> list[Table]:
     """Run every experiment and return its tables.

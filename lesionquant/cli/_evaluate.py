@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--family-cases", type=int, default=4, metavar="N",
                    help="cases per synthetic family (tuning, report, shifted; default 4; "
                    "0 skips them)")
-    p.add_argument("--family-size", type=_ints, default=(384, 384, 150), metavar="X,Y,Z")
-    p.add_argument("--family-spacing", type=_floats, default=(0.9, 0.9, 2.0),
+    p.add_argument("--family-size", type=_ints, default=(320, 320, 150), metavar="X,Y,Z")
+    p.add_argument("--family-spacing", type=_floats, default=(1.1, 1.1, 2.0),
                    metavar="X,Y,Z", help="mm (every second case with --thick-slices-mm)")
     p.add_argument("--no-legacy-phantoms", action="store_true",
                    help="skip the v1 phantoms (--phantom-* options)")

@@ -131,6 +131,11 @@ class LesionParams:
         """JSON-ready dict (tuples as lists)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> LesionParams:
+        """Inverse of :meth:`to_dict` (lists back to tuples)."""
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
 
 @dataclass(frozen=True)
 class Disease:

@@ -86,7 +86,7 @@ def make_phantom(
         Value outside the reconstruction circle (-3024 or -2048 on real scanners).
     table : bool
         Draw the patient table under the back.
-    lesions : LesionParams, optional
+    lesions : LesionParams or dict, optional
         The v2 generator (``docs/synth.md``): lesions from the lesion model fitted to real
         COVID-19 CT (patchy, faint, crazy-paving, solid, band and dependent-lobe
         patterns, pleural effusion as label 6) on the v2 anatomy (oblique and horizontal
@@ -108,6 +108,8 @@ def make_phantom(
     True
     """
     t0 = time.perf_counter()
+    if isinstance(lesions, dict):  # from a Phantom's params (provenance round trip)
+        lesions = LesionParams.from_dict(lesions)
     size = tuple(int(v) for v in size_xyz)
     spacing = tuple(float(v) for v in spacing_mm)
     if len(size) != 3 or min(size) < 1 or len(spacing) != 3 or min(spacing) <= 0:
@@ -190,7 +192,6 @@ def make_phantom(
                   consolidation_in_ggo=bool(consolidation_in_ggo), contrast=bool(contrast),
                   lesion_pattern_pct=lesion_pattern_pct,
                   outside_fov_hu=int(outside_fov_hu), table=bool(table),
-                  generator="v2" if lesions is not None else "v1",
                   lesions=lesions.to_dict() if lesions is not None else None)
     ph = Phantom(
         image=image, labels=lab_img,
