@@ -22,6 +22,7 @@ Run: ``nice python bench/synth_calibration.py`` (about 4 min on 2 cores; determi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from lesionquant.segment import segment_lungs
 from lesionquant.synth import LesionParams, family_cases, insert_lesions, make_phantom
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "chest"
+DATA = Path(os.environ.get("LESIONQUANT_DATA", REPO.parent / "shared" / "data")) / "chest"
 
 
 def window8(hu):

@@ -20,6 +20,7 @@ Run: ``nice python bench/synth_figures.py [phantom] [patterns] [insertion] [samp
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -36,7 +37,7 @@ from lesionquant.segment import segment_lungs
 from lesionquant.synth import LesionParams, family_cases, insert_lesions, make_phantom
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "chest"
+DATA = Path(os.environ.get("LESIONQUANT_DATA", REPO.parent / "shared" / "data")) / "chest"
 OUT = REPO / "docs" / "figures"
 WIN = dict(cmap="gray", vmin=-1350, vmax=150, interpolation="bilinear")
 
