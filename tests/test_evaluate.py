@@ -163,3 +163,25 @@ def test_medseg_table_survives_an_unreadable_jpeg(tmp_path):
     assert status["001"] == "error"
     assert status["000"] in ("ok", "no lung")
     assert (tmp_path / "fig" / "medseg_montage.png").is_file()
+
+
+def test_medseg_headline_averages_over_slices_holding_the_class():
+    from lesionquant.evaluate import medseg_headline
+
+    def row(name, true, pred, both, cons=(0, 0, 0)):
+        r = {"slice": name, "lesion_dice": 2 * both / (true + pred) if true + pred else 1.0,
+             "ggo_dice": 2 * both / (true + pred) if true + pred else 1.0,
+             "consolidation_dice": 1.0 if cons == (0, 0, 0) else 2 * cons[2] / (cons[0] + cons[1])}
+        for cls, (t, p, b) in (("lesion", (true + cons[0], pred + cons[1], both + cons[2])),
+                               ("ggo", (true, pred, both)), ("consolidation", cons)):
+            r[f"_{cls}_true"], r[f"_{cls}_pred"], r[f"_{cls}_both"] = t, p, b
+        return r
+
+    per = Table("MedSeg", rows=[row("a", 100, 40, 40), row("b", 10, 10, 5, cons=(50, 50, 25))])
+    head = {r["class"]: r for r in medseg_headline(per).rows}
+    # consolidation is held by slice b only: its per-slice Dice is b's, not (1.0 + b) / 2
+    assert head["consolidation"]["slices_with_class"] == 1
+    assert head["consolidation"]["per_slice_dice"] == pytest.approx(0.5)
+    assert head["ggo"]["pooled_dice"] == pytest.approx(2 * 45 / 160)
+    assert head["lesion"]["under_called_by_half"] == "1 / 2"  # a: 40 of 100
+    assert "_lesion_true" not in per.markdown()  # bookkeeping columns are hidden
