@@ -125,7 +125,22 @@ def main() -> int:
         rows.append({"case": case.index, "seed": case.seed, "measured": meas})
         print(f"case {case.index} ({time.perf_counter() - t0:.0f} s): "
               + ", ".join(f"{c} {m['lesion_pct']:.2f}" for c, m in meas.items()), flush=True)
-    summary = {}
+        summary = _write(rows, args)  # after every case: a partial run still reports
+    print("\n| acquisition vs reference | lesion % diff: mean [95 % LoA] | GGO % diff | "
+          "consolidation % diff | within +-0.5 pp |")
+    print("|---|---|---|---|---|")
+    for cond, s in summary.items():
+        cells = [f"{s[k]['mean_pp']:+.2f} [{s[k]['loa_low_pp']:+.2f}, {s[k]['loa_high_pp']:+.2f}]"
+                 for k in ("lesion_pct", "ggo_pct", "consolidation_pct")]
+        ok = all(abs(s[k]["loa_low_pp"]) <= 0.5 and abs(s[k]["loa_high_pp"]) <= 0.5
+                 for k in ("lesion_pct", "ggo_pct", "consolidation_pct"))
+        print(f"| {cond} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+    return 0
+
+
+def _write(rows, args) -> dict:
+    """Summarise the cases so far and write the JSON and the figure."""
+    summary: dict = {}
     for cond in CONDITIONS:
         summary[cond] = {}
         for key in ("lesion_pct", "ggo_pct", "consolidation_pct"):
@@ -140,16 +155,7 @@ def main() -> int:
         {"command": f"python bench/repeatability.py --cases {args.cases}",
          "cases": rows, "summary": summary}, indent=1))
     _figure(rows, args.out / "repeatability_bland_altman.png")
-    print("\n| acquisition vs reference | lesion % diff: mean [95 % LoA] | GGO % diff | "
-          "consolidation % diff | within +-0.5 pp |")
-    print("|---|---|---|---|---|")
-    for cond, s in summary.items():
-        cells = [f"{s[k]['mean_pp']:+.2f} [{s[k]['loa_low_pp']:+.2f}, {s[k]['loa_high_pp']:+.2f}]"
-                 for k in ("lesion_pct", "ggo_pct", "consolidation_pct")]
-        ok = all(abs(s[k]["loa_low_pp"]) <= 0.5 and abs(s[k]["loa_high_pp"]) <= 0.5
-                 for k in ("lesion_pct", "ggo_pct", "consolidation_pct"))
-        print(f"| {cond} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
-    return 0
+    return summary
 
 
 def _figure(rows, path: Path) -> None:

@@ -28,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import scipy.ndimage as ndi
 import SimpleITK as sitk
 from PIL import Image
 
@@ -162,13 +163,21 @@ def patterns_figure():
                           seed=50 + col, lesions=p)
         hu = sitk.GetArrayFromImage(ph.image)
         lab = sitk.GetArrayFromImage(ph.labels)
-        z = int(np.argmax(((lab == 3) | (lab == 4)).sum(axis=(1, 2))))
+        les = (lab == 3) | (lab == 4)
+        z = int(np.argmax(les.sum(axis=(1, 2))))
         h, l_ = _crop(hu, lab, z)
         axes[0, col].imshow(h, **WIN)
-        axes[0, col].set_title(f"SYNTHETIC: {name}", fontsize=9)
-        axes[1, col].imshow(h, **WIN)
-        outline(axes[1, col], l_)
-        axes[1, col].set_title("truth outlined", fontsize=9)
+        outline(axes[0, col], l_)
+        axes[0, col].set_title(f"SYNTHETIC: {name} (truth outlined)", fontsize=9)
+        # zoom: 90 mm around the largest lesion of the slice, no outlines
+        comp, n = ndi.label(les[z])
+        big = int(np.argmax(np.bincount(comp.ravel())[1:])) + 1 if n else 0
+        cy, cx = (np.array(ndi.center_of_mass(comp == big)).astype(int) if n
+                  else (hu.shape[1] // 2, hu.shape[2] // 2))
+        r = 53  # pixels: 90 mm at 0.85 mm
+        y0, x0 = max(cy - r, 0), max(cx - r, 0)
+        axes[1, col].imshow(hu[z, y0:y0 + 2 * r, x0:x0 + 2 * r], **WIN)
+        axes[1, col].set_title("zoom 90 mm, no outlines", fontsize=9)
     medseg(axes[0, -1], "050")
     unlabelled(axes[1, -1], "coronacases_org_008_40")
     for a in axes.flat:
@@ -177,7 +186,7 @@ def patterns_figure():
     fig.suptitle("v2 lesion patterns, each alone (LesionParams.kind_weights), W1500/L-600, "
                  "beside real COVID-19 slices in the same window", fontsize=11)
     fig.tight_layout()
-    fig.savefig(OUT / "synth_patterns.png", dpi=62)
+    fig.savefig(OUT / "synth_patterns.png", dpi=75)
     plt.close(fig)
 
 

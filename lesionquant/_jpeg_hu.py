@@ -17,7 +17,7 @@ peaks of the slice's own gray-level histogram and maps them linearly to
   (>= 250) than in that mode's +-8 gray levels, the window cuts through soft tissue and
   the peak is at most 255: the mapping then takes 255 as the soft-tissue level (an upper
   bound on the slope, i.e. the window's top is about soft tissue).
-* a slope outside W900..W1800 (:data:`SLOPE_RANGE`; a lung without aerated parenchyma
+* a slope outside W900..W3000 (:data:`SLOPE_RANGE`; a lung without aerated parenchyma
   left, whose darkest mode is GGO) falls back to the W1500 slope through the soft-tissue
   peak.
 
@@ -37,8 +37,9 @@ __all__ = ["LUNG_HU", "SOFT_TISSUE_HU", "JpegHuMap", "jpeg_to_hu"]
 LUNG_HU = -860.0
 #: The soft-tissue mode of a chest slice in a lung window (muscle, heart, vessels), HU.
 SOFT_TISSUE_HU = 40.0
-#: Plausible lung-window slopes, HU per gray level (windows W900 to W1800).
-SLOPE_RANGE = (900.0 / 255.0, 1800.0 / 255.0)
+#: Plausible lung-window slopes, HU per gray level (windows W900 to W3000; the
+#: COVID-19-CT-Seg JPEGs use about W2700).
+SLOPE_RANGE = (900.0 / 255.0, 3000.0 / 255.0)
 #: Slope of the common lung window W1500, used when the peaks give an implausible one.
 DEFAULT_SLOPE = 1500.0 / 255.0
 
