@@ -125,7 +125,7 @@ def phantom_figure():
     tcia(axes[1, 3], "A046441_19010101-23", "dependent consolidation")
     medseg(axes[2, 0], "010")
     medseg(axes[2, 1], "040")
-    unlabelled(axes[2, 2], "coronacases_org_003_30")
+    unlabelled(axes[2, 2], "coronacases_org_008_40")
     unlabelled(axes[2, 3], "coronacases_org_001_30")
     for a in axes.flat:
         a.set_xticks([])
@@ -133,10 +133,10 @@ def phantom_figure():
     t = ph.truth()
     fig.suptitle(f"make_phantom(lesions=<tuning case {case.index}>, seed={case.seed}): "
                  f"burden {case.lesions.burden_pct:g} %, lobar {case.lesions.lobar_pct:g} %, "
-                 f"effusion {case.lesions.effusion_ml:g} mL; 448x448x250 at 0.8x0.8x1.2 mm. "
+                 f"effusion {case.lesions.effusion_ml:g} mL; 448x448x250 at 0.8x0.8x1.2 mm.\n"
                  f"Truth: lung {t['lung_ml']:.0f} mL, GGO {t['ggo_ml']:.0f}, consolidation "
                  f"{t['consolidation_ml']:.0f}, effusion {t['effusion_ml']:.0f} mL. All panels "
-                 "W1500/L-600 (JPEGs mapped to HU by their own peaks). cyan lung, yellow GGO, "
+                 "W1500/L-600 (JPEGs mapped to HU by their own peaks).\ncyan lung, yellow GGO, "
                  "red consolidation, blue effusion (label 6, not lung)", fontsize=10)
     fig.tight_layout()
     fig.savefig(OUT / "synth_phantom.png", dpi=62)

@@ -404,9 +404,11 @@ def make_disease(
     ggo_f = np.clip(ggo_level * np.exp(0.25 * tex + 0.2 * patch), 0.0, 0.7)
     paving = kind_vox == KINDS.index("paving")
     if paving.any():
-        septa = smooth_field(shape, rng, tuple(3.0 / spacing))
-        lines = np.exp(-((septa / 0.22) ** 2))  # zero set of a field: a polygonal net
-        ggo_f = np.where(paving, np.clip(ggo_f + 0.25 * lines, 0.0, 0.8), ggo_f)
+        # thickened interlobular septa: the zero set of a 6 mm field is a polygonal net of
+        # 5-12 mm cells (secondary lobules), lines ~1 mm wide, +0.4 fill (~350 HU)
+        septa = smooth_field(shape, rng, tuple(6.0 / spacing))
+        lines = np.exp(-((septa / 0.12) ** 2))
+        ggo_f = np.where(paving, np.clip(ggo_f + 0.4 * lines, 0.0, 0.85), ggo_f)
     cons_level = np.where(own < 0, np.float32(np.mean(params.consolidation_fill)),
                           lvl_cons[o])
     cons_level = np.where(lobar, np.float32(0.95), cons_level)
