@@ -138,7 +138,7 @@ def phantom_figure():
                  f"{t['consolidation_ml']:.0f}, effusion {t['effusion_ml']:.0f} mL. All panels "
                  "W1500/L-600 (JPEGs mapped to HU by their own peaks).\ncyan lung, yellow GGO, "
                  "red consolidation, blue effusion (label 6, not lung)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(OUT / "synth_phantom.png", dpi=62)
     plt.close(fig)
 
@@ -159,7 +159,7 @@ def patterns_figure():
     ]
     fig, axes = plt.subplots(2, len(specs) + 1, figsize=(4.6 * (len(specs) + 1), 9.5))
     for col, (name, p) in enumerate(specs):
-        ph = make_phantom(size_xyz=(400, 400, 60), spacing_mm=(0.85, 0.85, 2.0),
+        ph = make_phantom(size_xyz=(480, 480, 50), spacing_mm=(0.7, 0.7, 2.0),
                           seed=50 + col, lesions=p)
         hu = sitk.GetArrayFromImage(ph.image)
         lab = sitk.GetArrayFromImage(ph.labels)
@@ -174,7 +174,7 @@ def patterns_figure():
         big = int(np.argmax(np.bincount(comp.ravel())[1:])) + 1 if n else 0
         cy, cx = (np.array(ndi.center_of_mass(comp == big)).astype(int) if n
                   else (hu.shape[1] // 2, hu.shape[2] // 2))
-        r = 53  # pixels: 90 mm at 0.85 mm
+        r = 64  # pixels: 90 mm at 0.7 mm
         y0, x0 = max(cy - r, 0), max(cx - r, 0)
         axes[1, col].imshow(hu[z, y0:y0 + 2 * r, x0:x0 + 2 * r], **WIN)
         axes[1, col].set_title("zoom 90 mm, no outlines", fontsize=9)
