@@ -134,8 +134,9 @@ class DaskExecutor(JobExecutor):
         if not self._futures:
             return []
         try:
-            finished, _ = distributed.wait(list(self._futures), timeout=timeout_s,
-                                           return_when="FIRST_COMPLETED")
+            with self.client.as_current():  # not set as the process's default client
+                finished, _ = distributed.wait(list(self._futures), timeout=timeout_s,
+                                               return_when="FIRST_COMPLETED")
         except TimeoutError:
             return []
         outcomes = []

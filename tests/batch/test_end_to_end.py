@@ -47,21 +47,10 @@ def test_real_batch_with_a_broken_scan_finishes_the_others(chest_dir, edge_dir, 
         assert int(r["days_since_baseline"]) >= 0
 
 
-SAMPLES = REPO / "sample_scans"
 #: Allowed error of the measured change from baseline against the phantom truth, pp. The
 #: pipeline's own per-scan accuracy is tested (and tuned) in tests/measure; this only guards
 #: that the batch compares the right visits in the right order.
 CHANGE_TOLERANCE_PP = 2.0
-
-
-@pytest.fixture(scope="module")
-def sample_batch(tmp_path_factory):
-    manifest = SAMPLES / "manifest.json"
-    if not manifest.is_file():
-        pytest.fail(f"{manifest} is missing (sample scans are part of the repository)")
-    out = tmp_path_factory.mktemp("samples") / "out"
-    summary = run_batch([SAMPLES], out, workers=2, progress=False, salt="samples")
-    return json.loads(manifest.read_text()), out, summary
 
 
 @pytest.mark.slow
@@ -80,7 +69,7 @@ def test_sample_batch_has_one_result_per_case_and_valid_segs(sample_batch):
                 "report.html"} <= {p.name for p in folder.iterdir()}
     # one SEG checked in full: highdicom read-back and dciodvfy
     row = by_date[cases[-1]["study_date"]]
-    files = sorted(str(p) for p in (SAMPLES / cases[-1]["dicom"]).iterdir())
+    files = sorted(str(p) for p in (REPO / "sample_scans" / cases[-1]["dicom"]).iterdir())
     assert dciodvfy_errors(out / row["scan_id"] / "seg.dcm") == []
     assert_seg_matches(out / row["scan_id"] / "seg.dcm",
                        sitk.ReadImage(str(out / row["scan_id"] / "labels.nii.gz")), files)

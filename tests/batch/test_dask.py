@@ -1,0 +1,226 @@
+"""The batch on a real Dask cluster (``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1).
+
+Same results as the local pool (every number, label maps byte for byte), a worker SIGKILLed in
+the middle of a scan, a client killed mid-batch and resumed, a memory-limit kill reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
+                                          '(pip install -e ".[test]")')
+
+import pydicom
+from _dask_cluster import HERE, running_cluster
+from _dicom import write_series
+from _fakes import fake_compute, record_qa, slow_qa
+
+from lesionquant.batch import run_batch
+
+REPO = HERE.parents[1]
+SAMPLES = REPO / "sample_scans"
+#: results.csv columns that describe the run, not the scan.
+RUN_COLUMNS = {"seconds"}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def committed(out: Path) -> list[Path]:
+    return sorted(out.glob("S-*/result.json"))
+
+
+def leftovers(out: Path) -> list[str]:
+    return [p.name for p in out.iterdir() if p.name.startswith((".tmp", ".old"))]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running_cluster(tmp_path_factory.mktemp("dask"), n_workers=2) as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster):
+    c = cluster.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory):
+    """Six tiny series (three patients, two visits each) for the fake pipeline."""
+    root = tmp_path_factory.mktemp("small")
+    for p in range(3):
+        for v, date in enumerate(("20200301", "20200329")):
+            write_series(root / f"p{p}" / f"v{v}", patient_id=f"PAT{p:03d}", study_date=date)
+    return root
+
+
+def equal_results(got: Path, want: Path) -> None:
+    """results.csv equal in every scan and every value but the run time; label maps and
+    result.json measures equal byte for byte / number for number; same endpoint table."""
+    g, w = read_csv(got / "results.csv"), read_csv(want / "results.csv")
+    assert [r["scan_id"] for r in g] == [r["scan_id"] for r in w]
+    assert len({r["scan_id"] for r in g}) == len(g)
+    for a, b in zip(g, w, strict=True):
+        assert a.keys() == b.keys()
+        for col in b.keys() - RUN_COLUMNS:
+            assert a[col] == b[col], (a["scan_id"], col)
+        if b["status"] == "done":
+            sid = b["scan_id"]
+            assert ((got / sid / "labels.nii.gz").read_bytes()
+                    == (want / sid / "labels.nii.gz").read_bytes()), sid
+            ra = json.loads((got / sid / "result.json").read_text())
+            rb = json.loads((want / sid / "result.json").read_text())
+            assert ra["measures"] == rb["measures"] and ra["patient"] == rb["patient"]
+    if (want / "endpoint.csv").is_file():
+        assert read_csv(got / "endpoint.csv") == read_csv(want / "endpoint.csv")
+
+
+def settings_cache(client) -> dict[str, tuple[int, int]]:
+    """Per worker: (calls, Settings objects built) of the per-process settings loader."""
+
+    def info():
+        from lesionquant.batch import _process
+
+        ci = _process._settings_from_json.cache_info()
+        return ci.hits + ci.misses, ci.misses
+
+    return client.run(info)
+
+
+@pytest.mark.slow
+def test_sample_scans_on_dask_equal_the_local_run(sample_batch, client, tmp_path):
+    _, ref, ref_summary = sample_batch
+    before = settings_cache(client)
+    out = tmp_path / "out"
+    s = run_batch([SAMPLES], out, client=client, progress=False, salt="samples")
+    assert (s.done, s.failed) == (ref_summary.done, 0) == (5, 0), s.failures
+    equal_results(out, ref)
+    for sid in (r["scan_id"] for r in read_csv(out / "results.csv")):
+        assert {"result.json", "labels.nii.gz", "seg.dcm", "overlay.png",
+                "report.html"} <= {p.name for p in (out / sid).iterdir()}
+    assert (out / "index.html").is_file() and leftovers(out) == []
+    # settings and pipeline loaded once per worker process (warm-up plugin), not per scan
+    after = settings_cache(client)
+    assert set(after) == set(before) and len(after) == 2
+    assert all(built == 1 for _, built in after.values())
+    calls = sum(after[w][0] - before[w][0] for w in after)
+    assert calls == 5 + 2  # one per scan + one warm-up per worker
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_scan_loses_nothing(client, small_inputs, tmp_path):
+    ref = tmp_path / "ref"
+    run_batch([small_inputs], ref, _compute=fake_compute, qa_hooks=[record_qa],
+              progress=False, salt="t")
+    worker_pids = set(client.run(os.getpid).values())
+    out = tmp_path / "out"
+    box: dict = {}
+    batch = threading.Thread(target=lambda: box.update(s=run_batch(
+        [small_inputs], out, client=client, _compute=fake_compute, qa_hooks=[slow_qa],
+        progress=False, salt="t")))
+    batch.start()
+    try:
+        # a scan half written: labels in its .tmp- folder, result.json not yet
+        deadline, victim = time.monotonic() + 120, None
+        while victim is None and time.monotonic() < deadline and batch.is_alive():
+            victim = next((p for p in out.glob(".tmp-*") if (p / "qa-marker.txt").exists()
+                           and not (p / "result.json").exists()), None)
+            time.sleep(0.02)
+        assert victim is not None, "no scan was seen in flight"
+        pid = int(victim.name.split("-")[-2])  # .tmp-<scan_id>-<pid>-<token>
+        assert pid in worker_pids
+        n_before = len(committed(out))
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        batch.join(timeout=240)
+    assert not batch.is_alive(), "the batch did not finish after a worker was killed"
+    assert n_before < 6, "the kill came too late to test anything"
+    s = box["s"]
+    assert (s.done, s.failed) == (6, 0), s.failures  # the scan re-ran on another worker
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == len({r["scan_id"] for r in rows}) == 6
+    assert {r["status"] for r in rows} == {"done"}
+    assert not victim.exists() and leftovers(out) == []
+    for folder in (out / r["scan_id"] for r in rows):
+        assert {p.name for p in folder.iterdir()} == {"result.json", "labels.nii.gz",
+                                                      "seg.dcm", "qa-marker.txt"}
+    assert read_csv(out / "errors.csv") == []
+    equal_results(out, ref)
+
+
+CLIENT_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from _fakes import fake_compute, slow_qa
+from lesionquant.batch import run_batch
+run_batch([{inputs!r}], {out!r}, client={address!r}, _compute=fake_compute,
+          qa_hooks=[slow_qa], progress=False, salt="t")
+"""
+
+
+@pytest.mark.slow
+def test_client_killed_mid_batch_then_resumed(cluster, small_inputs, tmp_path):
+    ref = tmp_path / "ref"
+    run_batch([small_inputs], ref, _compute=fake_compute, qa_hooks=[slow_qa],
+              progress=False, salt="t")
+    out = tmp_path / "out"
+    script = CLIENT_SCRIPT.format(here=str(HERE), inputs=str(small_inputs), out=str(out),
+                                  address=cluster.address)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(committed(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = len(committed(out))
+    assert 2 <= at_kill < 6, "the kill came too late to test anything"
+    # a new client resumes; tasks of the dead one still running on the workers may commit
+    # until the new run takes the folder's lock, never after
+    s = run_batch([small_inputs], out, client=cluster.address, _compute=fake_compute,
+                  qa_hooks=[slow_qa], progress=False, salt="t")
+    assert s.failed == 0 and s.done + s.skipped == 6 and s.skipped >= at_kill, s
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == len({r["scan_id"] for r in rows}) == 6
+    assert read_csv(out / "errors.csv") == [] and leftovers(out) == []
+    equal_results(out, ref)
+
+
+@pytest.mark.slow
+def test_a_scan_killed_by_the_worker_memory_limit_is_a_failure_with_the_reason(
+        client, small_inputs, tmp_path):
+    hog = tmp_path / "hog"
+    write_series(hog, patient_id="PAT009")
+    for f in hog.iterdir():  # the fake pipeline allocates until the nanny kills its worker
+        ds = pydicom.dcmread(f)
+        ds.SeriesDescription = "HOG"
+        ds.save_as(f)
+    out = tmp_path / "out"
+    s = run_batch([small_inputs / "p0", hog], out, client=client, _compute=fake_compute,
+                  qa_hooks=[record_qa], progress=False, salt="t")
+    assert (s.done, s.failed) == (2, 1), s.failures
+    (err,) = read_csv(out / "errors.csv")
+    assert "exceeded its memory limit" in err["reason"], err["reason"]
+    assert "gave up after 2 worker(s) died" in err["reason"]
+    failed = [r for r in read_csv(out / "results.csv") if r["status"] == "failed"]
+    assert [r["scan_id"] for r in failed] == [err["scan_id"]]
+    assert leftovers(out) == []
