@@ -16,6 +16,7 @@ reported a memory kill of that worker). Losing the scheduler ends the batch with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -139,27 +140,31 @@ class DaskExecutor(JobExecutor):
                                                return_when="FIRST_COMPLETED")
         except TimeoutError:
             return []
+        except CancelledError:  # the client lost the scheduler: every future was cancelled
+            raise self._lost() from None
         outcomes = []
         for fut in finished:
-            job = self._futures.pop(fut)
-            outcomes.append(self._outcome(job, fut, distributed))
+            outcomes.append(self._outcome(self._futures[fut], fut, distributed))
+            del self._futures[fut]
             fut.release()
         return outcomes
 
     def _outcome(self, job: Job, fut: Any, distributed: Any) -> Outcome:
         if fut.status == "cancelled":
-            raise ExecutorError(f"lost the Dask scheduler ({len(self._futures) + 1} scan(s) "
-                                "unfinished); run the batch again to resume",
-                                source=self.client.scheduler.address)
+            raise self._lost()
         try:
             return Outcome(job, fut.result())
         except CancelledError:
-            raise ExecutorError("lost the Dask scheduler; run the batch again to resume",
-                                source=self.client.scheduler.address) from None
+            raise self._lost() from None
         except distributed.KilledWorker as exc:
             return Outcome.failed(job, self._death_reason(exc))
         except Exception as exc:  # the task itself failed outside process_job (unpickling)
             return Outcome.failed(job, f"{type(exc).__name__} on the Dask worker: {exc}")
+
+    def _lost(self) -> ExecutorError:
+        return ExecutorError(f"lost the Dask scheduler ({len(self._futures)} scan(s) "
+                             "unfinished); run the batch again to resume",
+                             source=self.client.scheduler.address)
 
     def _death_reason(self, exc: Any) -> str:
         """Why the workers running a scan died: their memory limit, when the nanny said so."""
@@ -178,9 +183,12 @@ class DaskExecutor(JobExecutor):
         return WORKER_DIED + tail
 
     def close(self) -> None:
-        if self._futures:
-            self.client.cancel(list(self._futures))
-            self._futures.clear()
+        futures, self._futures = list(self._futures), {}
+        connected = self.client.status == "running"
+        if futures and connected:
+            with contextlib.suppress(Exception):  # best effort: the scheduler may be gone
+                self.client.cancel(futures)
         if self._owns:
-            self.client.close()
             self._owns = False
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=10 if connected else 2)

@@ -224,3 +224,37 @@ def test_a_scan_killed_by_the_worker_memory_limit_is_a_failure_with_the_reason(
     failed = [r for r in read_csv(out / "results.csv") if r["status"] == "failed"]
     assert [r["scan_id"] for r in failed] == [err["scan_id"]]
     assert leftovers(out) == []
+
+
+@pytest.mark.slow
+def test_losing_the_scheduler_stops_the_batch_with_a_typed_error(small_inputs, tmp_path):
+    from lesionquant.batch._executor import ExecutorError
+
+    out = tmp_path / "out"
+    with running_cluster(tmp_path / "dask", n_workers=1) as cluster:
+        box: dict = {}
+
+        def batch():
+            try:
+                run_batch([small_inputs], out, client=cluster.address, _compute=fake_compute,
+                          qa_hooks=[slow_qa], progress=False, salt="t")
+            except Exception as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=batch)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not committed(out) and time.monotonic() < deadline and thread.is_alive():
+                time.sleep(0.02)
+            assert committed(out), "no scan was committed before the scheduler was killed"
+            os.killpg(cluster.procs[0].pid, signal.SIGKILL)  # the scheduler
+        finally:
+            thread.join(timeout=90)
+        assert not thread.is_alive(), "the batch hung after losing its scheduler"
+    assert isinstance(box.get("error"), ExecutorError), box
+    assert "lost the Dask scheduler" in str(box["error"]) and "\n" not in str(box["error"])
+    # the tables hold what was committed before the loss; a rerun resumes from there
+    done = {r["scan_id"] for r in read_csv(out / "results.csv") if r["status"] == "done"}
+    assert done and done <= {p.parent.name for p in committed(out)}
+    assert leftovers(out) == [] or all(p.startswith(".tmp") for p in leftovers(out))
