@@ -258,3 +258,19 @@ def test_losing_the_scheduler_stops_the_batch_with_a_typed_error(small_inputs, t
     done = {r["scan_id"] for r in read_csv(out / "results.csv") if r["status"] == "done"}
     assert done and done <= {p.parent.name for p in committed(out)}
     assert leftovers(out) == [] or all(p.startswith(".tmp") for p in leftovers(out))
+
+
+@pytest.mark.slow
+def test_cli_scheduler_file(sample_batch, cluster, tmp_path, capsys):
+    from lesionquant.cli import main
+
+    _, ref, _ = sample_batch
+    out = tmp_path / "out"
+    rc = main(["run", str(SAMPLES / "healthy"), "-o", str(out), "--salt", "samples",
+               "--scheduler", str(cluster.scheduler_file), "--no-qa", "--no-seg"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "lesionquant run: 1 done, 0 skipped, 0 failed")
+    ((sid, _),) = [(p.parent.name, p) for p in committed(out)]
+    assert (out / sid / "labels.nii.gz").read_bytes() == (ref / sid / "labels.nii.gz").read_bytes()
+    assert {p.name for p in (out / sid).iterdir()} == {"result.json", "labels.nii.gz"}
