@@ -1,7 +1,7 @@
 """What runs inside a Dask worker: the per-worker warm-up plugin and the one-scan task.
 
 Imported by the worker processes (by reference, from the pickled task and plugin) and by
-:mod:`lesionquant.batch._dask`; it imports ``distributed``, so nothing else imports it.
+:mod:`lesionquant.batch._dask`, only when a batch runs on Dask.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # pragma: no cover - imported without Dask (doctest collection): unused
+    WorkerPlugin = object
 
 from lesionquant.batch._jobs import Job
 from lesionquant.batch._process import RunContext, process_job, warm_up

@@ -162,6 +162,10 @@ def test_a_worker_killed_mid_scan_loses_nothing(client, small_inputs, tmp_path):
                                                       "seg.dcm", "qa-marker.txt"}
     assert read_csv(out / "errors.csv") == []
     equal_results(out, ref)
+    # resume across executors: the local pool finds every scan complete
+    again = run_batch([small_inputs], out, _compute=fake_compute, qa_hooks=[record_qa],
+                      progress=False, salt="t")
+    assert (again.done, again.skipped, again.failed) == (0, 6, 0)
 
 
 CLIENT_SCRIPT = """
@@ -208,6 +212,7 @@ def test_client_killed_mid_batch_then_resumed(cluster, small_inputs, tmp_path):
 @pytest.mark.slow
 def test_a_scan_killed_by_the_worker_memory_limit_is_a_failure_with_the_reason(
         client, small_inputs, tmp_path):
+    """Also: a Dask run resumes what the local pool committed."""
     hog = tmp_path / "hog"
     write_series(hog, patient_id="PAT009")
     for f in hog.iterdir():  # the fake pipeline allocates until the nanny kills its worker
@@ -215,9 +220,12 @@ def test_a_scan_killed_by_the_worker_memory_limit_is_a_failure_with_the_reason(
         ds.SeriesDescription = "HOG"
         ds.save_as(f)
     out = tmp_path / "out"
+    # p0's two visits done by the local pool first: the Dask run resumes, skipping them
+    run_batch([small_inputs / "p0"], out, _compute=fake_compute, qa_hooks=[record_qa],
+              progress=False, salt="t")
     s = run_batch([small_inputs / "p0", hog], out, client=client, _compute=fake_compute,
                   qa_hooks=[record_qa], progress=False, salt="t")
-    assert (s.done, s.failed) == (2, 1), s.failures
+    assert (s.done, s.skipped, s.failed) == (0, 2, 1), s.failures
     (err,) = read_csv(out / "errors.csv")
     assert "exceeded its memory limit" in err["reason"], err["reason"]
     assert "gave up after 2 worker(s) died" in err["reason"]
