@@ -6,6 +6,8 @@ The Dask executor runs the same contract against a real cluster in tests/batch/t
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ def jobs(tmp_path_factory):
     f.write_bytes(f.read_bytes()[:-60])  # pixel data cut short
     found, errors = expand_inputs([root], "salt")
     assert not errors and len(found) == 3
-    return found
+    return sorted(found, key=lambda j: j.source)  # a, b good; c broken
 
 
 def run_all(executor: JobExecutor, jobs, ctx: RunContext) -> dict:
@@ -99,3 +101,26 @@ def test_workers_and_scheduler_are_exclusive(capsys):
         main(["run", "x", "-o", "y", "--workers", "2", "--scheduler", "tcp://h:8786"])
     assert exit_.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_dask_worker_process_runs_one_scan_at_a_time(jobs, tmp_path):
+    """Memory per Dask worker stays one scan even when it was started with many threads."""
+    from lesionquant.batch._dask_worker import run_scan
+
+    spans = []
+
+    def hold(result, folder, *, scan_id):  # runs while the scan's arrays are alive
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        spans.append((t0, time.monotonic()))
+
+    ctx = RunContext(out_dir=str(tmp_path), settings={}, salt="salt", run_id="run-1",
+                     compute=fake_compute, qa_hooks=(hold,))
+    threads = [threading.Thread(target=run_scan, args=(job, ctx)) for job in jobs[:2]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    (a, b) = sorted(spans)
+    assert a[1] <= b[0], "two scans overlapped in one worker process"
+    assert len(list(tmp_path.glob("S-*/result.json"))) == 2
