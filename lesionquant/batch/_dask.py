@@ -85,9 +85,11 @@ class DaskExecutor(JobExecutor):
 
         # A Dask worker's parent is its nanny, not this process: the lock's run id (checked
         # before each commit) stands in for the local pool's parent watch.
-        super().start(dataclasses.replace(ctx, parent_pid=0))
+        # Workers resolve paths in their own working folder: send absolute ones.
+        super().start(dataclasses.replace(ctx, parent_pid=0,
+                                          out_dir=os.path.abspath(ctx.out_dir)))
         try:
-            infos = self.client.run(worker_info, ctx.out_dir)
+            infos = self.client.run(worker_info, self.ctx.out_dir)
         except Exception as exc:  # unpicklable on a worker: lesionquant missing there
             raise ExecutorError(f"the Dask workers cannot run lesionquant ({type(exc).__name__}:"
                                 f" {exc}); install lesionquant {__version__} on every worker",
@@ -102,7 +104,7 @@ class DaskExecutor(JobExecutor):
         if blind:
             raise ExecutorError(f"Dask workers {', '.join(blind)} do not see the output folder "
                                 "under the same path: it must be on a filesystem shared by this "
-                                "machine and every worker", source=ctx.out_dir)
+                                "machine and every worker", source=self.ctx.out_dir)
         for addr, w in self.client.scheduler_info()["workers"].items():
             if w.get("nthreads", 1) > 1:
                 logger.warning("Dask worker %s has %d threads; lesionquant runs one scan at a "
@@ -120,6 +122,7 @@ class DaskExecutor(JobExecutor):
     def submit(self, job: Job) -> None:
         from lesionquant.batch._dask_worker import run_scan
 
+        job = dataclasses.replace(job, source=os.path.abspath(job.source))
         fut = self.client.submit(run_scan, job, self.ctx, pure=False, retries=0,
                                  key=f"lesionquant-scan-{job.scan_id}-{self.ctx.run_id[:8]}")
         self._futures[fut] = job

@@ -269,12 +269,15 @@ def test_losing_the_scheduler_stops_the_batch_with_a_typed_error(small_inputs, t
 
 
 @pytest.mark.slow
-def test_cli_scheduler_file(sample_batch, cluster, tmp_path, capsys):
+def test_cli_scheduler_file_and_relative_paths(sample_batch, cluster, tmp_path, capsys,
+                                              monkeypatch):
+    """Relative INPUT and OUT work although the workers run in another folder."""
     from lesionquant.cli import main
 
     _, ref, _ = sample_batch
     out = tmp_path / "out"
-    rc = main(["run", str(SAMPLES / "healthy"), "-o", str(out), "--salt", "samples",
+    monkeypatch.chdir(tmp_path)
+    rc = main(["run", os.path.relpath(SAMPLES / "healthy"), "-o", "out", "--salt", "samples",
                "--scheduler", str(cluster.scheduler_file), "--no-qa", "--no-seg"])
     assert rc == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
