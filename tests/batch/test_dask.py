@@ -285,3 +285,24 @@ def test_cli_scheduler_file_and_relative_paths(sample_batch, cluster, tmp_path, 
     ((sid, _),) = [(p.parent.name, p) for p in committed(out)]
     assert (out / sid / "labels.nii.gz").read_bytes() == (ref / sid / "labels.nii.gz").read_bytes()
     assert {p.name for p in (out / sid).iterdir()} == {"result.json", "labels.nii.gz"}
+
+
+def test_workers_with_another_version_or_without_the_output_folder_are_refused(
+        client, small_inputs, tmp_path, monkeypatch):
+    from lesionquant.batch import ExecutorError, _dask, _dask_worker
+
+    monkeypatch.setattr(_dask, "__version__", "0.0.0-other")  # the workers run the real one
+    with pytest.raises(ExecutorError, match="another lesionquant than this one"):
+        run_batch([small_inputs], tmp_path / "a", client=client, _compute=fake_compute,
+                  progress=False, salt="t")
+    monkeypatch.undo()
+
+    def blind_worker_info(out_dir):  # a worker on another filesystem (sent by value)
+        return {"version": _dask.__version__, "pid": 0, "sees_out": False}
+
+    monkeypatch.setattr(_dask_worker, "worker_info", blind_worker_info)
+    with pytest.raises(ExecutorError, match="do not see the output folder") as err:
+        run_batch([small_inputs], tmp_path / "b", client=client, _compute=fake_compute,
+                  progress=False, salt="t")
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "b").glob("S-*"))  # nothing was sent
