@@ -1,9 +1,11 @@
 """A real Dask cluster on 127.0.0.1 for the tests: ``dask scheduler`` and ``dask worker``
-subprocesses (each worker under its nanny, as on a real cluster), always torn down."""
+subprocesses (each worker under its nanny, as on a real cluster), always torn down; and the
+checks the Dask tests share (importable without Dask)."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: results.csv columns that describe the run, not the scan.
+RUN_COLUMNS = {"seconds"}
 
 #: Scheduler settings of the test cluster, also what docs/batch.md recommends: one task per
 #: worker thread at a time (no prefetching of big scans), and a scan is given up after it
@@ -119,3 +123,49 @@ def running_cluster(root: Path, **kw) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def committed(out: Path) -> list[Path]:
+    return sorted(out.glob("S-*/result.json"))
+
+
+def leftovers(out: Path) -> list[str]:
+    return [p.name for p in out.iterdir() if p.name.startswith((".tmp", ".old"))]
+
+
+def equal_results(got: Path, want: Path) -> None:
+    """results.csv equal in every scan and every value but the run time; label maps and
+    result.json measures equal byte for byte / number for number; same endpoint table."""
+    g, w = read_csv(got / "results.csv"), read_csv(want / "results.csv")
+    assert [r["scan_id"] for r in g] == [r["scan_id"] for r in w]
+    assert len({r["scan_id"] for r in g}) == len(g)
+    for a, b in zip(g, w, strict=True):
+        assert a.keys() == b.keys()
+        for col in b.keys() - RUN_COLUMNS:
+            assert a[col] == b[col], (a["scan_id"], col)
+        if b["status"] == "done":
+            sid = b["scan_id"]
+            assert ((got / sid / "labels.nii.gz").read_bytes()
+                    == (want / sid / "labels.nii.gz").read_bytes()), sid
+            ra = json.loads((got / sid / "result.json").read_text())
+            rb = json.loads((want / sid / "result.json").read_text())
+            assert ra["measures"] == rb["measures"] and ra["patient"] == rb["patient"]
+    if (want / "endpoint.csv").is_file():
+        assert read_csv(got / "endpoint.csv") == read_csv(want / "endpoint.csv")
+
+
+def settings_cache(client) -> dict[str, tuple[int, int]]:
+    """Per worker: (calls, Settings objects built) of the per-process settings loader."""
+
+    def info():
+        from lesionquant.batch import _process
+
+        ci = _process._settings_from_json.cache_info()
+        return ci.hits + ci.misses, ci.misses
+
+    return client.run(info)

@@ -1,20 +1,19 @@
-"""The batch on a real Dask cluster (``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1).
+"""The batch on a real Dask cluster (``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1),
+with the fast stand-in pipeline: a worker SIGKILLed in the middle of a scan, a client killed
+mid-batch and resumed, a memory-limit kill reported, the scheduler lost, workers refused.
 
-Same results as the local pool (every number, label maps byte for byte), a worker SIGKILLed in
-the middle of a scan, a client killed mid-batch and resumed, a memory-limit kill reported.
+The sample scans through the real pipeline on Dask, compared with the local run, are in
+tests/batch/test_end_to_end.py (they share its local run).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,29 +21,18 @@ pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
                                           '(pip install -e ".[test]")')
 
 import pydicom
-from _dask_cluster import HERE, running_cluster
+from _dask_cluster import (
+    HERE,
+    committed,
+    equal_results,
+    leftovers,
+    read_csv,
+    running_cluster,
+)
 from _dicom import write_series
 from _fakes import fake_compute, record_qa, slow_qa
 
 from lesionquant.batch import run_batch
-
-REPO = HERE.parents[1]
-SAMPLES = REPO / "sample_scans"
-#: results.csv columns that describe the run, not the scan.
-RUN_COLUMNS = {"seconds"}
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def committed(out: Path) -> list[Path]:
-    return sorted(out.glob("S-*/result.json"))
-
-
-def leftovers(out: Path) -> list[str]:
-    return [p.name for p in out.iterdir() if p.name.startswith((".tmp", ".old"))]
 
 
 @pytest.fixture(scope="module")
@@ -68,59 +56,6 @@ def small_inputs(tmp_path_factory):
         for v, date in enumerate(("20200301", "20200329")):
             write_series(root / f"p{p}" / f"v{v}", patient_id=f"PAT{p:03d}", study_date=date)
     return root
-
-
-def equal_results(got: Path, want: Path) -> None:
-    """results.csv equal in every scan and every value but the run time; label maps and
-    result.json measures equal byte for byte / number for number; same endpoint table."""
-    g, w = read_csv(got / "results.csv"), read_csv(want / "results.csv")
-    assert [r["scan_id"] for r in g] == [r["scan_id"] for r in w]
-    assert len({r["scan_id"] for r in g}) == len(g)
-    for a, b in zip(g, w, strict=True):
-        assert a.keys() == b.keys()
-        for col in b.keys() - RUN_COLUMNS:
-            assert a[col] == b[col], (a["scan_id"], col)
-        if b["status"] == "done":
-            sid = b["scan_id"]
-            assert ((got / sid / "labels.nii.gz").read_bytes()
-                    == (want / sid / "labels.nii.gz").read_bytes()), sid
-            ra = json.loads((got / sid / "result.json").read_text())
-            rb = json.loads((want / sid / "result.json").read_text())
-            assert ra["measures"] == rb["measures"] and ra["patient"] == rb["patient"]
-    if (want / "endpoint.csv").is_file():
-        assert read_csv(got / "endpoint.csv") == read_csv(want / "endpoint.csv")
-
-
-def settings_cache(client) -> dict[str, tuple[int, int]]:
-    """Per worker: (calls, Settings objects built) of the per-process settings loader."""
-
-    def info():
-        from lesionquant.batch import _process
-
-        ci = _process._settings_from_json.cache_info()
-        return ci.hits + ci.misses, ci.misses
-
-    return client.run(info)
-
-
-@pytest.mark.slow
-def test_sample_scans_on_dask_equal_the_local_run(sample_batch, client, tmp_path):
-    _, ref, ref_summary = sample_batch
-    before = settings_cache(client)
-    out = tmp_path / "out"
-    s = run_batch([SAMPLES], out, client=client, progress=False, salt="samples")
-    assert (s.done, s.failed) == (ref_summary.done, 0) == (5, 0), s.failures
-    equal_results(out, ref)
-    for sid in (r["scan_id"] for r in read_csv(out / "results.csv")):
-        assert {"result.json", "labels.nii.gz", "seg.dcm", "overlay.png",
-                "report.html"} <= {p.name for p in (out / sid).iterdir()}
-    assert (out / "index.html").is_file() and leftovers(out) == []
-    # settings and pipeline loaded once per worker process (warm-up plugin), not per scan
-    after = settings_cache(client)
-    assert set(after) == set(before) and len(after) == 2
-    assert all(built == 1 for _, built in after.values())
-    calls = sum(after[w][0] - before[w][0] for w in after)
-    assert calls == 5 + 2  # one per scan + one warm-up per worker
 
 
 @pytest.mark.slow
@@ -268,23 +203,6 @@ def test_losing_the_scheduler_stops_the_batch_with_a_typed_error(small_inputs, t
     assert leftovers(out) == [] or all(p.startswith(".tmp") for p in leftovers(out))
 
 
-@pytest.mark.slow
-def test_cli_scheduler_file_and_relative_paths(sample_batch, cluster, tmp_path, capsys,
-                                              monkeypatch):
-    """Relative INPUT and OUT work although the workers run in another folder."""
-    from lesionquant.cli import main
-
-    _, ref, _ = sample_batch
-    out = tmp_path / "out"
-    monkeypatch.chdir(tmp_path)
-    rc = main(["run", os.path.relpath(SAMPLES / "healthy"), "-o", "out", "--salt", "samples",
-               "--scheduler", str(cluster.scheduler_file), "--no-qa", "--no-seg"])
-    assert rc == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
-        "lesionquant run: 1 done, 0 skipped, 0 failed")
-    ((sid, _),) = [(p.parent.name, p) for p in committed(out)]
-    assert (out / sid / "labels.nii.gz").read_bytes() == (ref / sid / "labels.nii.gz").read_bytes()
-    assert {p.name for p in (out / sid).iterdir()} == {"result.json", "labels.nii.gz"}
 
 
 def test_workers_with_another_version_or_without_the_output_folder_are_refused(
