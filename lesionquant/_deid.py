@@ -33,7 +33,7 @@ PATH = "<path>"
 #: (``C:\\a``, ``\\\\server``) or explicitly relative (``./a``), up to the next space, quote or
 #: ``": "`` (the separator of lesionquant's one-line messages). Not after a word character,
 #: so ``W/O`` or ``DERIVED/PRIMARY`` are not paths.
-_PATH_RE = re.compile(r"""(?<![\w.-])(?:[A-Za-z]:[\\/]|\\\\|~/|\.{1,2}/|/)"""
+_PATH_RE = re.compile(r"""(?<![\w.<-])(?:[A-Za-z]:[\\/]|\\\\|~/|\.{1,2}/|/)"""
                       r"""(?:[^\s'"`:;,()\[\]<>]|:(?!\s))+""")
 
 

@@ -8,7 +8,6 @@ after a crash, a resume or a new QA verdict therefore always gives one row per s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -64,7 +63,7 @@ def iter_results(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         if path.is_file():
             try:
                 yield _outputs.read_json(path)
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 logger.warning("%s: unreadable, left out of the tables: %s", path, exc)
 
 
@@ -74,7 +73,7 @@ def _iter_errors(out: Path) -> Iterator[dict[str, Any]]:
         for path in sorted(folder.glob("*.json")):
             try:
                 yield _outputs.read_json(path)
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 logger.warning("%s: unreadable error record: %s", path, exc)
 
 
@@ -92,7 +91,7 @@ def read_verdicts(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = _outputs.read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         logger.warning("%s: unreadable, verdicts left out: %s", path, exc)
         return {}
     if isinstance(data, Mapping) and "verdicts" in data:

@@ -131,7 +131,7 @@ def list_scans(out_dir: str | Path) -> list[ScanEntry]:
             continue
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             logger.warning("%s: skipped, unreadable result.json (%s)", path, exc)
             continue
         if isinstance(doc, dict):
@@ -157,7 +157,7 @@ def read_errors(out_dir: str | Path) -> list[dict[str, str]]:
         for path in sorted(folder.glob("*.json")):
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 logger.warning("%s: unreadable error record (%s)", path, exc)
                 continue
             if isinstance(doc, dict):
@@ -167,7 +167,7 @@ def read_errors(out_dir: str | Path) -> list[dict[str, str]]:
             text = (out / "errors.csv").read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             logger.warning("%s: unreadable (%s)", out / "errors.csv", exc)
             return []
         records = [dict(r) for r in csv.DictReader(io.StringIO(text))]
