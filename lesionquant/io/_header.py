@@ -218,7 +218,11 @@ def _native_pixel_location(fp: Any, explicit_vr: bool) -> tuple[int | None, int 
         offset = start + 8
     if length == 0xFFFFFFFF:  # undefined length: encapsulated (compressed)
         return None, None
-    return offset, int(length)
+    try:  # a cut file holds fewer bytes than the element declares: report what is there
+        available = os.fstat(fp.fileno()).st_size - offset
+    except (OSError, AttributeError, ValueError):
+        available = length
+    return offset, int(max(0, min(length, available)))
 
 
 def read_header(path: str | os.PathLike[str], *, force: bool = False) -> SliceHeader:
