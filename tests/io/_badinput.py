@@ -85,11 +85,7 @@ def _edit(path: Path, **values: object) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for key, value in values.items():
-            if key == "raw":
-                continue
-            ds.data_element(key).value = value if key in ds else None
-            if key not in ds:
-                setattr(ds, key, value)
+            setattr(ds, key, value)
         ds.save_as(path, enforce_file_format=True)
 
 
