@@ -102,7 +102,7 @@ def _parse(path: Path, text: str) -> dict[str, Verdict]:
                                 f"{_FORMAT!r})", source=path)
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version != _VERSION:
-        raise InvalidInputError(f"verdicts file version {str(version)[:20]!r} is not "
+        raise InvalidInputError(f"verdicts file version {json.dumps(version)[:20]} is not "
                                 f"{_VERSION}, the version this lesionquant reads; fix or move "
                                 "the file, verdicts are never overwritten blindly", source=path)
     out = {}

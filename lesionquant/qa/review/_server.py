@@ -381,10 +381,12 @@ class ReviewServer:
         handler.app = _App(self.out_dir, self.port, token, sources)
         self.url = f"http://{HOST}:{self.port}/"
         self._thread: threading.Thread | None = None
+        self._serving = False
 
     def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (or KeyboardInterrupt)."""
         logger.info("review server for %s at %s", self.out_dir, self.url)
+        self._serving = True
         self._httpd.serve_forever(poll_interval=0.2)
 
     def start(self) -> ReviewServer:
@@ -396,8 +398,9 @@ class ReviewServer:
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        with contextlib.suppress(Exception):
-            self._httpd.shutdown()
+        if self._thread is not None or self._serving:  # shutdown() waits for serve_forever
+            with contextlib.suppress(Exception):
+                self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
