@@ -42,6 +42,7 @@ def test_loop_fifo_and_broken_series_fail_alone_the_good_scan_is_done(tmp_path):
     rows = read_csv(out / "results.csv")
     done = [r for r in rows if r["status"] == "done"]
     assert len(done) == 1 and 3500 < float(done[0]["lung_ml"]) < 4300  # truth 3840 mL
+    assert done[0]["flags"] == ""  # a plausible adult lung volume, a complete series
     errors = {e["source"]: e["reason"] for e in read_csv(out / "errors.csv")}
     assert set(errors) == {str(loop), str(fifo), str(tmp_path / "broken")}
     assert "symbolic links" in errors[str(loop)]
