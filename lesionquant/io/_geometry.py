@@ -68,9 +68,10 @@ median gap) is one or more missing slices, not a change of spacing."""
 _MULTIPLE_TOL = 0.15
 """How close (fraction of the median gap) a gap must be to k x median to count as k - 1
 missing slices."""
-PIXEL_SPACING_RANGE_MM = (0.05, 5.0)
+PIXEL_SPACING_RANGE_MM = (0.05, 10.0)
 """Plausible PixelSpacing of a CT image, mm: a 50-500 mm field of view on a 256-1024 matrix
-is 0.05-2 mm; 5 mm leaves room for downsampled research exports."""
+is 0.05-2 mm; 10 mm leaves room for heavily downsampled research exports and coarse test
+phantoms (5.6 x 7 mm)."""
 SLICE_SPACING_RANGE_MM = (0.05, 20.0)
 """Plausible distance between reconstructed CT slices (and SliceThickness), mm: clinical
 reconstructions are 0.5-10 mm apart; no chest CT reconstructs slices more than 20 mm apart."""

@@ -123,9 +123,9 @@ def check_declared_size(h: SliceHeader) -> int:
         :data:`RESCALE_INTERCEPT_RANGE`.
     """
     if h.malformed:
-        raise ImplausibleValueError(f"{', '.join(h.malformed)} present but not a finite number "
-                                    "(text, NaN or inf); refused rather than guessed",
-                                    source=h.label)
+        raise ImplausibleValueError(f"{', '.join(h.malformed)} present but not valid numbers "
+                                    "(text, NaN, inf or a wrong count); refused rather than "
+                                    "guessed", source=h.label)
     if not h.rows or not h.columns or h.rows < 1 or h.columns < 1:
         raise DicomDecodeError("missing or invalid Rows/Columns", source=h.label)
     if h.rows * h.columns > MAX_PIXELS_PER_FRAME:
