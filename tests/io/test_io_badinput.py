@@ -11,10 +11,12 @@ series`` warning only when ``allow_incomplete`` is given. ``docs/loader.md`` hol
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from _badinput import problems, run_corpus, tally
-from conftest import REPO
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
