@@ -431,11 +431,19 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
 
 
 def _write_index(out: Path) -> None:
-    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``."""
+    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``, and
+    place every ``report.html`` among its patient's visits (they were written by the workers
+    before the other visits were known)."""
     try:
         from lesionquant import qa
     except ImportError:
         return
+    update = getattr(qa, "update_report_patient_sections", None)
+    if callable(update):
+        try:
+            update(out)
+        except Exception as exc:  # the reports keep their numbers; the visit is an extra
+            logger.warning("%s: patient section of the reports not written: %s", out, exc)
     write_index = getattr(qa, "write_index", None)
     if callable(write_index):
         try:
