@@ -26,8 +26,10 @@ from typing import Any
 
 __all__ = ["EXPECTED_MINUTES", "register", "run"]
 
-#: Wall time of the default grid on the 2-core development machine (shared, so indicative).
-EXPECTED_MINUTES = "about 15"
+#: Run time of the default grid, measured (``/usr/bin/time lesionquant evaluate`` on the 2-core
+#: development machine): 349 s user + 131 s system = 8 min of CPU, 42 min wall at a load
+#: average of 12 (the machine was shared); about 10 min wall on an idle machine.
+EXPECTED_MINUTES = "about 10"
 #: Default output folder (``/lq_evaluate/`` is in .gitignore).
 DEFAULT_DIR = Path("lq_evaluate")
 
@@ -76,9 +78,10 @@ inserted into real chest CT, real CT without COVID-19, the MedSeg expert slices 
 COVID-19 slices of the shared data folder. Writes the tables as markdown, with the TCIA
 overlay PNGs and the MedSeg montage beside them.
 
-Run time: {minutes} minutes with the default grid on a 2-core machine; the
-512 x 512 x 300 phantoms take most of it (a smaller --phantom-size is much faster).
-A progress bar on stderr shows which experiment runs.
+Run time: {minutes} minutes with the default grid on an idle machine (measured: 8 min of
+CPU time; 42 min wall on a 2-core machine shared at load 12). The 512 x 512 x 300 phantoms
+take most of it (a smaller --phantom-size is much faster). A progress bar on stderr shows
+which experiment runs.
 
 Output: {out}/accuracy.md and {out}/figures/ in the current folder by default (ignored
 by git); the tracked documentation is only written when asked for:
