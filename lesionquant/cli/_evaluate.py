@@ -166,7 +166,7 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.bar = tqdm(total=stages, unit="experiment", desc="evaluate", file=sys.stderr,
                         disable=not self.tty, dynamic_ncols=True,
-                        bar_format="{desc}: {n}/{total} done |{bar}| {elapsed} {postfix}")
+                        bar_format="{desc}: {n}/{total} done |{bar}| {elapsed}{postfix}")
         self.started = False
 
     def __call__(self, msg: str) -> None:
