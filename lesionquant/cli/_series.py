@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
     elif records:
         sys.stdout.write(_table(records) + "\n" + _summary(records) + "\n")
+        for path, why in disc.suspects.items():
+            sys.stdout.write(f"lost slice? {path}: {why} (a series with slices in this "
+                             "folder is refused unless --allow-incomplete-series)\n")
     else:
         sys.stdout.write(f"no DICOM series found under {args.path}\n")
     return 0 if any(r["status"] == "CHOSEN" for r in records) else 1
