@@ -72,7 +72,8 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     t_all = time.perf_counter()
     t0 = time.perf_counter()
     scan = _load(source)
-    timings["load"] = time.perf_counter() - t0
+    if not isinstance(source, Scan):  # a Scan given in was loaded elsewhere: no load stage
+        timings["load"] = time.perf_counter() - t0
     if s.method is Method.MODEL:
         device = resolve_device(s.device)
         raise WeightsError(

@@ -5,15 +5,22 @@ local process pool by default (:mod:`lesionquant.batch._pool`), or the workers o
 cluster (``client=``, :mod:`lesionquant.batch._dask`). Whatever runs them, each job commits
 its own output folder atomically and this module writes the rest: error records, tables,
 endpoint, progress and summary.
+
+Called from a plain script without an ``if __name__ == "__main__":`` guard, worker processes
+cannot start (each would re-run the script), so the scans run one at a time in the calling
+process instead (:class:`~lesionquant.batch._executor.InProcessExecutor`), with a
+``RuntimeWarning`` when more workers were asked for (:mod:`lesionquant.batch._mainguard`).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +30,9 @@ from typing import Any
 from lesionquant._deid import public_reason
 from lesionquant._version import __version__
 from lesionquant.batch import _outputs
-from lesionquant.batch._executor import JobExecutor, Outcome
+from lesionquant.batch._executor import InProcessExecutor, JobExecutor, Outcome
 from lesionquant.batch._jobs import Job, expand_inputs
+from lesionquant.batch._mainguard import unguarded_main_call
 from lesionquant.batch._pool import LocalPoolExecutor
 from lesionquant.batch._process import RunContext
 from lesionquant.batch._pseudonym import load_or_create_salt
@@ -110,7 +118,10 @@ def run_batch(
         Pipeline settings (default ``Settings()``); stored in every ``result.json``.
     workers : int
         Parallel local worker processes (>= 1). Peak memory is about ``workers`` times one
-        scan. Ignored with ``client``.
+        scan. Ignored with ``client``. Called from the top level of a script without an
+        ``if __name__ == "__main__":`` guard, the scans run in this process instead (worker
+        processes would re-run the script), with a ``RuntimeWarning`` when ``workers > 1``;
+        notebooks, guarded scripts and the ``lesionquant`` command use worker processes.
     client : distributed.Client or str, optional
         Run the scans on a Dask cluster instead: a connected ``distributed.Client``, or the
         scheduler's address (``"tcp://host:8786"``) or scheduler file (``*.json``). Needs the
@@ -164,12 +175,23 @@ def run_batch(
     """
     if workers < 1:
         raise ValueError("run_batch: workers must be >= 1")
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError("run_batch was called while a worker process was starting (it "
+                           "re-imports the script): put the call under "
+                           "'if __name__ == \"__main__\":'")
+    script = unguarded_main_call() if client is None else None
+    if script is not None and workers > 1:
+        warnings.warn(
+            f"run_batch(workers={workers}) called at the top level of {script} without an "
+            "'if __name__ == \"__main__\":' guard: worker processes would re-run the script, "
+            "so the scans run one at a time in this process. Put the call under that guard "
+            "to use worker processes.", RuntimeWarning, stacklevel=2)
     t0 = time.perf_counter()
     settings = settings or Settings()
     out = Path(out_dir)
     _check_out_dir(out)
     run_id = uuid.uuid4().hex
-    executor = _make_executor(workers, client)  # fails early: Dask missing, no scheduler
+    executor = _make_executor(workers, client, in_process=script is not None)
     with executor, _outputs.batch_lock(out, owner=run_id):
         _outputs.recover(out)
         salt = load_or_create_salt(out, salt)
@@ -260,13 +282,18 @@ def _diff(have: dict[str, Any], want: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {have.get(k)!r} then, {want.get(k)!r} now" for k in keys)
 
 
-def _make_executor(workers: int, client: Any) -> JobExecutor:
-    """The executor that runs the jobs: a Dask cluster when ``client`` is given, else the
-    local process pool."""
+def _make_executor(workers: int, client: Any, *, in_process: bool) -> JobExecutor:
+    """The executor that runs the jobs: a Dask cluster when ``client`` is given (connected
+    here, so a missing Dask or scheduler fails before anything is written), this process for
+    an unguarded script, else the local process pool."""
     if client is not None:
         from lesionquant.batch._dask import DaskExecutor
 
         return DaskExecutor.connect(client)
+    if in_process:
+        logger.info("running the scans in this process (called from a script without an "
+                    "'if __name__ == \"__main__\":' guard)")
+        return InProcessExecutor()
     return LocalPoolExecutor(workers)
 
 
@@ -344,11 +371,19 @@ def _postfix(started: dict[str, float], in_flight: int, failed: int) -> str:
 
 
 def _write_index(out: Path) -> None:
-    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``."""
+    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``, and
+    place every ``report.html`` among its patient's visits (they were written by the workers
+    before the other visits were known)."""
     try:
         from lesionquant import qa
     except ImportError:
         return
+    update = getattr(qa, "update_report_patient_sections", None)
+    if callable(update):
+        try:
+            update(out)
+        except Exception as exc:  # the reports keep their numbers; the visit is an extra
+            logger.warning("%s: patient section of the reports not written: %s", out, exc)
     write_index = getattr(qa, "write_index", None)
     if callable(write_index):
         try:
