@@ -9,8 +9,11 @@ is one). Programming mistakes by callers (wrong argument types) stay ``TypeError
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousInputError",
     "DicomDecodeError",
     "GeometryError",
+    "ImplausibleValueError",
+    "IncompleteSeriesError",
     "InvalidInputError",
     "LesionQuantError",
     "NoLungError",
@@ -44,6 +47,10 @@ class InvalidInputError(LesionQuantError):
     """The input cannot be read: missing, empty, truncated, not an image, unsafe size."""
 
 
+class AmbiguousInputError(InvalidInputError):
+    """The input holds several scans (patients or studies) where one was expected."""
+
+
 class NoSeriesError(InvalidInputError):
     """No usable CT series was found in the input (or the requested UID is absent)."""
 
@@ -62,6 +69,16 @@ class NotCTError(InvalidInputError):
 
 class GeometryError(InvalidInputError):
     """Slice geometry is inconsistent (conflicting duplicates, non-parallel slices, ...)."""
+
+
+class IncompleteSeriesError(GeometryError):
+    """A slice of the series is missing, unreadable or cut (quantify it anyway only with
+    ``allow_incomplete=True`` / ``--allow-incomplete-series``)."""
+
+
+class ImplausibleValueError(InvalidInputError):
+    """A header value is outside its documented physical range, or is not a number
+    (PixelSpacing, SliceThickness, RescaleSlope, RescaleIntercept; see ``docs/loader.md``)."""
 
 
 class NoLungError(LesionQuantError):

@@ -1,16 +1,23 @@
 """One job, run inside a worker process: quantify a scan and commit its output folder.
 
-Everything of a scan is written into ``OUT/.tmp-<scan_id>-<pid>/`` and committed with one
-rename (see :mod:`lesionquant.batch._outputs`). The worker returns a small summary dict to the
-parent; failures come back as ``{"status": "failed", "reason": ...}``, never as exceptions,
-so one bad scan cannot stop the batch.
+Everything of a scan is written into ``OUT/.tmp-<scan_id>-<pid>-<token>/`` and committed
+with one rename (see :mod:`lesionquant.batch._outputs`). The worker returns a small summary
+dict to the parent; failures come back as ``{"status": "failed", "reason": ...}``, never as
+exceptions, so one bad scan cannot stop the batch.
+
+What a worker process needs for every scan (the settings object, the pipeline's modules, a
+model once one ships) is loaded once per process by :func:`worker_settings` /
+:func:`warm_up`, not per scan.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
+import secrets
 import shutil
 import time
 import traceback
@@ -19,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionquant._deid import identifying_texts, scrub
 from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job
 from lesionquant.batch._pseudonym import pseudonym
 
-__all__ = ["RunContext", "build_record", "process_job"]
+__all__ = ["RunContext", "build_record", "process_job", "warm_up", "worker_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,9 @@ class RunContext:
         ``hook(result, folder, scan_id=...)`` writing per-scan QA files into the scan's
         temporary folder before the commit. ``None``: ``lesionquant.qa.write_scan_qa`` when the
         QA module is installed.
+    allow_incomplete : bool
+        Quantify series with lost slices anyway (``--allow-incomplete-series``); each gap
+        is an ``incomplete series:`` warning in the result.
     compute : callable, optional
         Private test hook replacing load + quantify: ``compute(job, settings) -> Result``.
     """
@@ -68,6 +79,7 @@ class RunContext:
     parent_pid: int = 0
     seg: bool = True
     qa_hooks: tuple[Callable[..., Any], ...] | None = None
+    allow_incomplete: bool = False
     compute: Callable[[Job, Any], Any] | None = field(default=None, repr=False)
 
 
@@ -83,11 +95,15 @@ def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     out_dir = Path(ctx.out_dir)
-    tmp = out_dir / f".tmp-{job.scan_id}-{os.getpid()}"
+    tmp = out_dir / f".tmp-{job.scan_id}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         record = _run(job, ctx, tmp)
         if ctx.parent_pid and os.getppid() != ctx.parent_pid:
             raise RuntimeError("the batch process has died; result not committed")
+        owner = _outputs.lock_owner(out_dir)
+        if ctx.run_id and owner not in (None, ctx.run_id):
+            raise RuntimeError("another batch has taken over the output folder since this "
+                               "scan was sent; result not committed")
         _outputs.commit_scan_dir(out_dir, job.scan_id, tmp)
         return {"scan_id": job.scan_id, "status": "done", "reason": "",
                 "seconds": time.perf_counter() - t0, "warnings": record["warnings"]}
@@ -103,6 +119,34 @@ def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
+@functools.lru_cache(maxsize=4)
+def _settings_from_json(text: str) -> Any:
+    from lesionquant.settings import Settings
+
+    return Settings.from_dict(json.loads(text))
+
+
+def worker_settings(settings: Mapping[str, Any]) -> Any:
+    """The :class:`~lesionquant.settings.Settings` of ``settings`` (``Settings.to_dict()``),
+    built once per worker process and reused for every scan of the batch."""
+    return _settings_from_json(json.dumps(settings, sort_keys=True, default=str))
+
+
+def warm_up(settings: Mapping[str, Any]) -> None:
+    """Load, once per worker process, what every scan needs: the pipeline's modules (SimpleITK,
+    scikit-image, highdicom, the QA renderer) and the settings object; a Dask worker runs it
+    when it starts (:mod:`lesionquant.batch._dask_worker`), so the first scan does not pay."""
+    import importlib
+
+    for name in ("lesionquant.api", "lesionquant.io", "lesionquant.segment",
+                 "lesionquant.measure", "lesionquant.batch._seg", "lesionquant.qa"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # an optional part: the scan reports it if it needs it
+            logger.debug("warm-up: %s not importable: %s", name, exc)
+    worker_settings(settings)
+
+
 def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
     try:
         from lesionquant import qa
@@ -115,14 +159,13 @@ def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
 def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     import SimpleITK as sitk
 
-    from lesionquant.settings import Settings
-
-    settings = Settings.from_dict(ctx.settings)
+    settings = worker_settings(ctx.settings)
     t0 = time.perf_counter()
     if ctx.compute is None:
         import lesionquant
 
-        scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
+        scan = lesionquant.load_scan(job.source, series_uid=job.series_uid,
+                                     allow_incomplete=ctx.allow_incomplete)
         t_load = time.perf_counter() - t0
         result = lesionquant.quantify(scan, settings)
     else:
@@ -131,7 +174,7 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     t_compute = time.perf_counter() - t0
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()  # OUT itself must exist: never create it on a worker that cannot see it
     t1 = time.perf_counter()
     sitk.WriteImage(result.labelmap, str(tmp / LABELS_NII), True)
     outputs = {"labels": LABELS_NII, "seg": None}
@@ -211,6 +254,9 @@ def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
         "outputs": dict(outputs),
         "warnings": list(warnings),
     }
+    from lesionquant.batch._tables import scan_flags, scan_warnings
+
+    record["flags"] = scan_flags(scan_warnings(record))
     if ctx.keep_identifiers:
         record["identifiers"] = {
             "patient_id": ident.patient_id, "patient_name": ident.patient_name,
@@ -238,26 +284,10 @@ def _acquisition(scan: Any) -> dict[str, Any]:
 
 
 def _secrets(job: Job, scan: Any) -> list[tuple[str, str]]:
-    """(text, replacement) pairs that must not appear in pseudonymous outputs, longest first."""
-    pairs = []
-    for src in {job.source, str(Path(job.source).resolve()), str(scan.source)}:
-        if src and len(src) > 1:
-            pairs.append((src, "<input>"))
-    ident = scan.identifiers
-    for text, repl in ((ident.patient_name, "<patient name>"), (ident.patient_id, "<patient id>"),
-                       (ident.accession, "<accession>")):
-        if text and len(text) >= 3:
-            pairs.append((text, repl))
-    return sorted(pairs, key=lambda p: -len(p[0]))
+    """(text, replacement) pairs that must not appear in pseudonymous outputs, longest first
+    (the one rule of :mod:`lesionquant._deid`)."""
+    return identifying_texts((job.source, str(scan.source)), scan.identifiers)
 
 
 def _scrub(value: Any, pairs: list[tuple[str, str]]) -> Any:
-    if isinstance(value, str):
-        for text, repl in pairs:
-            value = value.replace(text, repl)
-        return value
-    if isinstance(value, Mapping):
-        return {k: _scrub(v, pairs) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v, pairs) for v in value]
-    return value
+    return scrub(value, pairs)

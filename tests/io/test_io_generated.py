@@ -15,6 +15,7 @@ from lesionquant import load_scan
 from lesionquant.errors import (
     DicomDecodeError,
     GeometryError,
+    IncompleteSeriesError,
     InvalidInputError,
     NoSeriesError,
     NotCTError,
@@ -103,16 +104,24 @@ def test_truncated_pixel_data(tmp_path):
     assert paths[1].name in str(exc.value)
 
 
-def test_truncated_header_is_skipped_in_folder_and_refused_alone(tmp_path):
+def test_truncated_header_refuses_the_series_unless_allowed(tmp_path):
     hu = _phantom(nz=3)
     paths = write_series(tmp_path / "s", hu)
     bad = tmp_path / "s" / "zz_bad"
     bad.write_bytes(paths[0].read_bytes()[:300])
-    scan = load_scan(tmp_path / "s")
+    with pytest.raises(IncompleteSeriesError, match="zz_bad"):
+        load_scan(tmp_path / "s")
+    scan = load_scan(tmp_path / "s", allow_incomplete=True)
     assert scan.image.GetSize()[2] == 3
-    assert any("unreadable DICOM" in w for w in scan.warnings)
+    assert any(w.startswith("incomplete series:") and "zz_bad" in w for w in scan.warnings)
     with pytest.raises(DicomDecodeError):
         load_scan(bad)
+    # The same cut file in another folder than the series only warns.
+    other = tmp_path / "other"
+    other.mkdir()
+    bad.rename(other / "zz_bad")
+    scan = load_scan(tmp_path)
+    assert any("outside the series' folder" in w for w in scan.warnings)
 
 
 def test_huge_declared_size_refused_without_allocating(tmp_path):
@@ -142,10 +151,16 @@ def test_huge_declared_size_compressed_refused(tmp_path):
 def test_missing_slice_refused(tmp_path):
     hu = _phantom(nz=8)
     paths = write_series(tmp_path, hu, spacing_mm=(1, 1, 2))
-    # remove slice 4 of 8 -> one gap of 4 mm: modest, resampled with a warning
+    # remove slice 4 of 8 -> one gap of 4 mm: refused, naming the positions
     z = [float(__import__("pydicom").dcmread(p).ImagePositionPatient[2]) for p in paths]
     os.remove(paths[int(np.argsort(z)[4])])
-    scan = load_scan(tmp_path)
+    with pytest.raises(IncompleteSeriesError, match=r"4\.00 mm gap between slices at 6\.00 "
+                       r"and 10\.00 mm"):
+        load_scan(tmp_path)
+    # allowed: interpolated over, with a warning that says so
+    scan = load_scan(tmp_path, allow_incomplete=True)
+    assert any(w.startswith("incomplete series:") and "interpolated" in w
+               for w in scan.warnings)
     assert any("irregular slice spacing" in w for w in scan.warnings)
     assert scan.image.GetSize()[2] >= 8
     np.testing.assert_allclose(scan.image.GetSpacing()[2] * (scan.image.GetSize()[2] - 1), 14.0)
@@ -312,11 +327,41 @@ def test_missing_modality_with_mr_sop_class_refused(tmp_path):
         load_scan(tmp_path)
 
 
-def test_several_studies_warn(tmp_path):
+def test_several_studies_are_a_typed_error_listing_them(tmp_path):
+    """One scan is loaded from one study: a folder with two is refused, not guessed."""
+    from lesionquant.errors import AmbiguousInputError, InvalidInputError
+
     write_series(tmp_path / "a", _phantom(nz=3), study_uid="1.2.3.1")
     write_series(tmp_path / "b", _phantom(nz=4), study_uid="1.2.3.2")
-    scan = load_scan(tmp_path)
-    assert any("2 studies found" in w for w in scan.warnings)
+    with pytest.raises(AmbiguousInputError) as info:
+        load_scan(tmp_path)
+    assert isinstance(info.value, InvalidInputError)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path}: ") and "\n" not in msg and "2 studies" in msg
+    assert "3 slices" in msg and "4 slices" in msg
+    uids = [discover_series(tmp_path / d).series[0].series_uid for d in ("a", "b")]
+    assert all(uid in msg for uid in uids)
+    # the way out the message names: one series UID, or one study's folder
+    assert load_scan(tmp_path, series_uid=uids[1]).image.GetSize()[2] == 4
+    assert load_scan(tmp_path / "a").image.GetSize()[2] == 3
+
+
+def test_several_patients_are_a_typed_error_without_their_ids(tmp_path):
+    from lesionquant.errors import AmbiguousInputError
+
+    write_series(tmp_path / "x", _phantom(nz=3), study_uid="1.2.3.1", PatientID="PID-111111")
+    write_series(tmp_path / "y", _phantom(nz=3), study_uid="1.2.3.1", PatientID="PID-222222")
+    with pytest.raises(AmbiguousInputError, match="2 patient") as info:
+        load_scan(tmp_path)
+    assert "PID-" not in str(info.value)
+
+
+def test_one_study_with_two_reconstructions_loads_the_thinnest(tmp_path):
+    """Within one study the choice stays automatic (coverage, then thinnest)."""
+    write_series(tmp_path / "thick", _phantom(nz=3), study_uid="1.2.3.1", thickness_mm=2.5,
+                 spacing_mm=(1.0, 1.0, 2.5))  # the same 5 mm coverage: thickness decides
+    write_series(tmp_path / "thin", _phantom(nz=6), study_uid="1.2.3.1", thickness_mm=1.0)
+    assert all("/thin/" in f for f in load_scan(tmp_path).files)
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])

@@ -53,6 +53,11 @@ def test_write_scan_qa(result, tmp_path):
                     "Acquisition"):
         assert f"<h2>{section}</h2>" in text
     assert numbers["method"] in text and lesionquant.__version__ in text
+    # The batch fills in patient and visit once it knows every visit; until then it says so.
+    assert "<h2>Patient and visit</h2>" in text and "Filled in when the batch" in text
+    # A method without weights: "n/a", not an empty cell.
+    assert result.provenance.weights_sha256 is None
+    assert f"n/a (the {result.provenance.method} method uses no weights)" in text
     # The input path is not on the report (it may name the patient).
     assert str(Path(result.scan.source).parent) not in text
     assert not list(tmp_path.glob(".*.tmp")), "no temp files left"
@@ -102,7 +107,9 @@ def test_index_lists_scans_failures_and_verdicts(batch_out):
     assert "GGO &lt;missed&gt; at right base" in row.group(2)
     row0 = re.search(rf'<tr data-scan="{scans[0]}" data-status="([a-z]+)">', text)
     assert row0 and row0.group(1) == "none"
-    assert "<h2>Failed scans</h2>" in text and "missing.nii.gz" in text
+    # The failed input is listed, pseudonymised: its path may name the patient (issue 22).
+    assert "<h2>Failed scans</h2>" in text and "&lt;input&gt;: no such file" in text
+    assert "missing.nii.gz" not in text and str(batch_out.parent) not in text
     assert "th.sort" in text and "addEventListener('click'" in text, "sortable (inline JS)"
     # Key numbers of each scan, from its result.json.
     import json
