@@ -91,7 +91,10 @@ def test_evaluate_report_command_is_relative_and_complete(tmp_path, monkeypatch)
     # every grid value spelled out: the given ones and evaluate()'s defaults
     assert f"--phantom-seeds 0 --phantom-burdens {_csv(grid['phantom_burdens'])} " in command
     assert f"--thick-slices-mm 0 --insert-seeds {_csv(grid['insert_seeds'])} " in command
-    assert command.endswith(f"--insert-burdens {_csv(grid['insert_burdens'])}")
+    assert f"--insert-burdens {_csv(grid['insert_burdens'])} " in command
+    # the synthetic families' grid (issue 20) is spelled out too
+    assert f"--family-cases {grid['family_n']} " in command
+    assert command.endswith("--legacy-phantoms 1")
 
 
 def test_evaluate_default_output_is_not_the_tracked_docs(tmp_path, monkeypatch, capsys):
