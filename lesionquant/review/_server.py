@@ -36,7 +36,7 @@ from typing import Any
 from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._verdicts import VERDICTS, load_verdicts, save_verdict
-from lesionquant.qa.review._volumes import VolumeCache, match_inputs
+from lesionquant.review._volumes import VolumeCache, match_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ _MAX_BODY = 64 * 1024
 
 
 def _static(name: str) -> bytes:
-    return importlib.resources.files("lesionquant.qa.review").joinpath(
+    return importlib.resources.files("lesionquant.review").joinpath(
         "static", name).read_bytes()
 
 
