@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", metavar="DIR", default="docs/figures",
                    help="folder for the TCIA overlay PNGs and the MedSeg montage "
                    "(default docs/figures)")
+    p.add_argument("--lungs", choices=("classical", "model"), default=None, metavar="METHOD",
+                   help="method of the lung stage: classical or model (default classical)")
+    p.add_argument("--lesions", choices=("classical", "model"), default=None, metavar="METHOD",
+                   help="method of the lesion stage: classical or model (default classical)")
     p.add_argument("--phantom-seeds", type=_ints, default=(0, 1, 2), metavar="S,S")
     p.add_argument("--phantom-burdens", type=_floats, default=(2.0, 10.0, 30.0),
                    metavar="PCT,PCT")
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if not data.is_dir():
         raise InvalidInputError("--data: no such data folder", source=data)
     tables = evaluate(
-        data, figures_dir=Path(args.figures) if args.figures else None,
+        data, lung_method=args.lungs, lesion_method=args.lesions,
+        figures_dir=Path(args.figures) if args.figures else None,
         phantom_seeds=args.phantom_seeds, phantom_burdens=args.phantom_burdens,
         phantom_size_xyz=tuple(args.phantom_size), phantom_spacing_mm=tuple(args.phantom_spacing),
         thick_slice_mm=args.thick_slices_mm or None,

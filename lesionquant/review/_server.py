@@ -37,6 +37,7 @@ from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._verdicts import VERDICTS, load_verdicts, save_verdict
 from lesionquant.review._volumes import VolumeCache, match_inputs
+from lesionquant.segment import Label
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ HOST = "127.0.0.1"
 _STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 _ROUTE = re.compile(r"^/api/scans/(?P<id>[^/]+)(?:/(?P<what>ct|overlay)/(?P<k>\d+)\.png"
                     r"|/(?P<probe>hu)/(?P<pk>\d+)|/(?P<leaf>montage\.png|verdict))?$")
-_LABEL_NAMES = {0: "", 1: "right lung", 2: "left lung", 3: "GGO", 4: "consolidation",
-                5: "airway"}
+_LABEL_NAMES = {Label.BACKGROUND: "", Label.RIGHT_LUNG: "right lung",
+                Label.LEFT_LUNG: "left lung", Label.GGO: "GGO",
+                Label.CONSOLIDATION: "consolidation", Label.AIRWAY: "airway"}
 _MAX_BODY = 64 * 1024
 
 

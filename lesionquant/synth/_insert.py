@@ -18,6 +18,7 @@ import scipy.ndimage as ndi
 import SimpleITK as sitk
 
 from lesionquant.errors import GeometryError, InvalidInputError, NoLungError
+from lesionquant.segment.labels import LUNG_LABELS, Label
 from lesionquant.synth._fields import correlated_noise
 from lesionquant.synth._lesions import apply_fill, make_lesions
 from lesionquant.synth._results import Insertion
@@ -138,7 +139,7 @@ def insert_lesions(
 
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     lab = sitk.GetArrayFromImage(lung_labels).astype(np.uint8)
-    lung = (lab >= 1) & (lab <= 4)
+    lung = np.isin(lab, LUNG_LABELS)
     spacing_xyz = image.GetSpacing()
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
     lung_ml = float(lung.sum() * voxel_ml)
@@ -150,7 +151,8 @@ def insert_lesions(
             f"the scanned body (need {min_lung_ml} mL and {100 * min_lung_fraction:.0f} %)",
             source="lung_labels")
 
-    lung_lab = np.where(lung, np.where(lab > 2, 1, lab), 0).astype(np.uint8)
+    lung_lab = np.where(lung, np.where(lab > Label.LEFT_LUNG, Label.RIGHT_LUNG, lab),
+                        0).astype(np.uint8)
     # work in the lung's bounding box (plus a margin) to bound time and memory
     nzi = np.argwhere(lung)
     lo = np.maximum(nzi.min(0) - 3, 0)
@@ -185,8 +187,8 @@ def insert_lesions(
 
     labels = lung_lab.copy()
     lab_box = labels[box]
-    lab_box[model.classes == 1] = 3
-    lab_box[model.classes == 2] = 4
+    lab_box[model.classes == 1] = Label.GGO
+    lab_box[model.classes == 2] = Label.CONSOLIDATION
     out = _like(hu_out, image)
     lab_img = sitk.GetImageFromArray(labels)
     lab_img.CopyInformation(image)

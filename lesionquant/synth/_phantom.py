@@ -15,6 +15,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
+from lesionquant.segment.labels import Label
 from lesionquant.synth._anatomy import Grid, grow_tree, paint_tubes, rasterise_tree, superellipse
 from lesionquant.synth._fields import correlated_noise, resize, smooth_field
 from lesionquant.synth._lesions import apply_fill, make_lesions
@@ -204,8 +205,8 @@ def _right_lung_voxels(lab: np.ndarray) -> int:
     columns, LPS).
     """
     nx = lab.shape[2]
-    lesion = (lab == 3) | (lab == 4)
-    return int(np.count_nonzero(lab == 1) + np.count_nonzero(lesion[..., : nx // 2]))
+    lesion = (lab == Label.GGO) | (lab == Label.CONSOLIDATION)
+    return int(np.count_nonzero(lab == Label.RIGHT_LUNG) + np.count_nonzero(lesion[..., : nx // 2]))
 
 
 def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_fraction,
@@ -360,19 +361,19 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
             lumen = dist <= radius
             hu[box][wall & ~lumen] = MUSCLE
             hu[box][lumen] = AIR
-            labels[box][lumen] = 5
+            labels[box][lumen] = Label.AIRWAY
             airway_mask[box] |= wall
 
     # --- lungs -------------------------------------------------------------------------------
     lungs = np.zeros(shape, np.uint8)
-    for side, sign in ((1, -1.0), (2, 1.0)):  # 1 right = patient right = x < 0 in LPS
+    for side, sign in ((Label.RIGHT_LUNG, -1.0), (Label.LEFT_LUNG, 1.0)):  # right: x < 0 (LPS)
         xl = sign * 0.50 * ac
         u = np.clip(t / (70.0 * s), 0.0, 1.0)
         apex_c = (u * (2.0 - u)) ** 0.5  # rounded apex (dome over ~70 mm)
         ap = apex_c * (0.85 + 0.15 * np.clip(t / (150.0 * s), 0.0, 1.0))  # deeper at the base
         lung_sec = superellipse(x - xl, yb - 0.1 * bc_post, 0.64 * ac * apex_c + 1e-3,
                                 1.15 * bc_post * ap + 1e-3, 2.4) <= 1.0
-        dome_top = (192.0 if side == 1 else 204.0) * s
+        dome_top = (192.0 if side == Label.RIGHT_LUNG else 204.0) * s
         r2 = ((x - sign * 0.45 * ac) / ac) ** 2 + (yb / bc_post) ** 2 * 0.6
         # domes fall laterally and most posteriorly (deep posterior costophrenic recess)
         t_dia = (dome_top + 62.0 * s * r2 + 42.0 * s * np.clip(yb / bc_post, 0, 1) ** 1.5
@@ -383,7 +384,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         region &= (sign * x) > 2.0 * s
         lungs[region] = side
         below = lung_sec & cavity & (t >= t_dia) & (t < t_dia + 80 * s) & ~spine_block
-        if side == 1:
+        if side == Label.RIGHT_LUNG:
             hu[below & ~vessel_mask] = LIVER
         else:
             hu[below & ~vessel_mask] = SPLEEN
@@ -411,7 +412,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     vox_zyx = np.argwhere(lung_bool)
     phys = vox_zyx * np.array(grid.spacing_zyx) + np.array(grid.origin_xyz[::-1])
     sides = lungs[tuple(vox_zyx.T)]
-    for side, hil in ((1, hil_r), (2, hil_l)):
+    for side, hil in ((Label.RIGHT_LUNG, hil_r), (Label.LEFT_LUNG, hil_l)):
         cand = phys[sides == side]
         if cand.shape[0] == 0:
             continue
@@ -444,8 +445,8 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         # air bronchograms: the real bronchi inside consolidation keep their air
         fill = np.where(bronchus_lumen & (les.classes == 2), 0.0, fill)
         hu = apply_fill(hu, fill)
-        labels[les.classes == 1] = 3
-        labels[les.classes == 2] = 4
+        labels[les.classes == 1] = Label.GGO
+        labels[les.classes == 2] = Label.CONSOLIDATION
 
     # --- table (carbon-fibre shells around foam), under the back --------------------------------
     if table:
