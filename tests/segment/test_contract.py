@@ -52,6 +52,15 @@ def test_settings_read_the_flat_names_of_earlier_versions():
     assert s.classical_lesions.filters.vessel_sigma_mm == (2.0, 3.0)
     assert s.ggo_hu == (-700.0, -300.0)
     assert Settings().replace(lung_closing_mm=12).classical_lungs.dense.closing_mm == 12
+    # The settings of a result.json written before the split read back as today's defaults.
+    before = {"method": "classical", "device": "auto", "ggo_hu": [-750.0, -300.0],
+              "consolidation_hu": [-300.0, 150.0], "min_lesion_volume_ml": 0.05,
+              "lung_threshold_hu": -300.0, "gas_mean_hu": -950.0, "work_spacing_mm": 2.0,
+              "lung_closing_mm": 20.0, "dense_lung_max_hu": 150.0, "min_lung_area_cm2": 30.0,
+              "lesion_opening_mm": 1.5, "rim_mm": 5.0, "vessel_sigma_mm": [3.0],
+              "vessel_threshold": 0.3, "background_mm": 6.0, "tophat_mm": 6.0,
+              "lesion_grow_mm": 3.0, "dependent_correction_max_hu": 150.0}
+    assert Settings.from_dict(before) == Settings()
     with pytest.raises(ValueError, match="unknown setting"):
         Settings.from_dict({"classical_lungs": {"nope": 1}})
     with pytest.raises(ValueError, match="gas_mean_hu"):
