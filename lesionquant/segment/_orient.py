@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import SimpleITK as sitk
 
-__all__ = ["from_lps", "to_lps"]
+__all__ = ["from_lps", "orientation", "to_lps"]
+
+
+def orientation(image: sitk.Image) -> str:
+    """The DICOM orientation code of ``image``'s axes (``"LPS"`` for identity direction)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
 
 
 def to_lps(image: sitk.Image) -> tuple[sitk.Image, str]:
     """Return ``image`` re-oriented to LPS and the orientation code to undo it."""
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    code = orientation(image)
     if code == "LPS":
         return image, code
     return sitk.DICOMOrient(image, "LPS"), code

@@ -16,7 +16,7 @@ from lesionquant.segment._common import (
     split_by_hu,
 )
 from lesionquant.segment._contract import implementation
-from lesionquant.segment._orient import from_lps, to_lps
+from lesionquant.segment._orient import from_lps, orientation, to_lps
 from lesionquant.segment._settings import Settings
 from lesionquant.segment._sides import lesion_sides
 
@@ -87,7 +87,7 @@ def segment_lesions(
             f"lung mask size {lungs.GetSize()} differs from image size {image.GetSize()}",
             source="segment_lesions",
         )
-    sides_img = _sides(lungs)
+    sides_img = _sides(lungs, image)
     out = implementation(s.stage_methods()[1]).lesions(image, sides_img, s)
     sides = sitk.GetArrayViewFromImage(sides_img)
     mask = (sitk.GetArrayViewFromImage(out.mask) > 0) & (sides > 0)
@@ -107,18 +107,20 @@ def segment_lesions(
     return labels
 
 
-def _sides(lungs: sitk.Image) -> sitk.Image:
-    """``lungs`` as ``uint8`` lung sides 0/1/2 (lesion labels read back as sides, on the
-    LPS-oriented map)."""
-    oriented, code = to_lps(lungs)
+def _sides(lungs: sitk.Image, image: sitk.Image) -> sitk.Image:
+    """``lungs`` as ``uint8`` lung sides 0/1/2 in the voxel order of ``image`` (lesion
+    labels read back as sides on the LPS-oriented map; a map stored in another
+    orientation than the scan re-oriented to the scan's)."""
+    same_order = orientation(lungs) == orientation(image)
+    oriented, _ = to_lps(lungs)
     labels = sitk.GetArrayFromImage(oriented).astype(np.uint8)
     if (labels > 2).any():
         labels = lesion_sides(labels)
-    elif lungs.GetPixelID() == sitk.sitkUInt8:
+    elif lungs.GetPixelID() == sitk.sitkUInt8 and same_order:
         return lungs
     out = sitk.GetImageFromArray(labels)
     out.CopyInformation(oriented)
-    return from_lps(out, code, lungs)
+    return from_lps(out, orientation(image), lungs if same_order else image)
 
 
 def method_name(settings: Settings) -> str:

@@ -142,3 +142,14 @@ def test_quantify_records_the_mixed_method(plugged):
     assert res.provenance.method == "lungs:classical+lesions:model"
     assert res.provenance.weights_sha256 == "c0ffee"
     assert res.provenance.settings["lesion_method"] == "model"
+
+
+def test_a_lung_map_stored_in_another_orientation_gives_the_same_label_map():
+    hu, _ = toy_chest()
+    hu[15:25, 40:56, 20:40] = -500.0  # a GGO block in the right lung
+    image = to_image(hu, SP)
+    lungs = segment_lungs(image)
+    same = sitk.GetArrayFromImage(segment_lesions(image, lungs))
+    flipped = sitk.GetArrayFromImage(segment_lesions(image, sitk.DICOMOrient(lungs, "RAS")))
+    assert (same == Label.GGO).sum() > 1000
+    assert np.array_equal(same, flipped)
