@@ -80,7 +80,8 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     t_all = time.perf_counter()
     t0 = time.perf_counter()
     scan = _load(source)
-    timings["load"] = time.perf_counter() - t0
+    if not isinstance(source, Scan):  # a Scan given in was loaded elsewhere: no load stage
+        timings["load"] = time.perf_counter() - t0
     # The classical method runs on the CPU whatever settings.device says; a learned stage
     # runs on the resolved device (DeviceError before any work when it is not there).
     device = resolve_device(s.device) if Method.MODEL in s.stage_methods() else "cpu"

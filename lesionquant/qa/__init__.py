@@ -6,7 +6,10 @@ The local review viewer built on these and on :mod:`lesionquant.batch` is
 * :func:`render_montage` - one PNG per scan: axial slices through the lungs, a coronal
   and two sagittal reformats, lung window, lung contour, GGO / consolidation fills.
 * :func:`write_scan_qa` - ``overlay.png`` and ``report.html`` in a scan's output folder.
-* :func:`write_index` - ``OUT/index.html``, every scan with its numbers and QA status.
+* :func:`write_index` - ``OUT/index.html``: the cohort's change from baseline, each patient's
+  trajectory and visits, every scan with its numbers and QA status.
+* :func:`update_report_patient_sections` - patient, study date, visit day and trajectory in
+  every ``report.html`` (called by the batch when all visits are known).
 * :func:`load_verdicts` / :func:`save_verdict` - reader verdicts in ``OUT/verdicts.json``.
 
 Derived and secondary-capture images are never rendered; images carry the pseudonymous
@@ -16,6 +19,7 @@ scan id only. See ``docs/qa.md``.
 from __future__ import annotations
 
 from lesionquant.qa._overlays import MONTAGE_SIZE_PX, Montage, Panel, render_montage
+from lesionquant.qa._patients import update_report_patient_sections
 from lesionquant.qa._report import write_index, write_scan_qa
 from lesionquant.qa._verdicts import Verdict, load_verdicts, save_verdict
 
@@ -27,6 +31,7 @@ __all__ = [
     "load_verdicts",
     "render_montage",
     "save_verdict",
+    "update_report_patient_sections",
     "write_index",
     "write_scan_qa",
 ]
