@@ -32,9 +32,8 @@ from scipy import ndimage
 
 from lesionquant import quantify
 from lesionquant.evaluate import dice
-from lesionquant.segment import segment_lesions
-from lesionquant.segment._labels import lesion_sides
-from lesionquant.segment._lesions import _dependent_correction
+from lesionquant.segment import lesion_sides, segment_lesions
+from lesionquant.segment.classical._filters import dependent_correction
 from lesionquant.settings import Settings
 from lesionquant.synth import make_phantom
 
@@ -51,7 +50,7 @@ def ceilings(seed: int, burden: float) -> dict[str, float]:
     sides.CopyInformation(ph.image)
     out["true lungs"] = dice(sitk.GetArrayFromImage(segment_lesions(ph.image, sides)) >= 3,
                              truth)
-    corr = _dependent_correction(hu, lung, Settings())[None, :, None]
+    corr = dependent_correction(hu, lung, Settings().classical_lesions.filters)[None, :, None]
     cube = np.ones((3, 3, 3), bool)
     near = ndimage.binary_dilation(truth, cube, iterations=3) & lung
     band = near & (ndimage.gaussian_filter(hu, 0.7) - corr >= Settings().ggo_hu[0])

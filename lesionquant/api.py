@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lesionquant._version import __version__
-from lesionquant.errors import WeightsError
 from lesionquant.scan import Scan
 from lesionquant.settings import Method, Settings
 
@@ -60,10 +59,19 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     InvalidInputError
         The source cannot be read.
     WeightsError
-        ``method="model"`` was asked for but no model weights are available.
+        A learned method (``method="model"``, or per stage ``lung_method`` /
+        ``lesion_method``) was asked for but its weights are not available.
+    DeviceError
+        A learned method was asked for on a device that is not available.
     """
     from lesionquant.measure import Provenance, Result, measure
-    from lesionquant.segment import resolve_device, segment_lesions, segment_lungs
+    from lesionquant.segment import (
+        method_name,
+        resolve_device,
+        segment_lesions,
+        segment_lungs,
+        weights_sha256,
+    )
 
     s = settings or Settings()
     if overrides:
@@ -74,13 +82,9 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     scan = _load(source)
     if not isinstance(source, Scan):  # a Scan given in was loaded elsewhere: no load stage
         timings["load"] = time.perf_counter() - t0
-    if s.method is Method.MODEL:
-        device = resolve_device(s.device)
-        raise WeightsError(
-            f"the learned model is not shipped yet (device {device}); use method='classical'",
-            source=scan.source,
-        )
-    device = "cpu"  # the classical pipeline runs on the CPU whatever settings.device says
+    # The classical method runs on the CPU whatever settings.device says; a learned stage
+    # runs on the resolved device (DeviceError before any work when it is not there).
+    device = resolve_device(s.device) if Method.MODEL in s.stage_methods() else "cpu"
     with _collect_warnings("lesionquant.segment") as stage_warnings:
         t0 = time.perf_counter()
         lungs = segment_lungs(scan.image, s)
@@ -100,13 +104,13 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
         logger.warning("%s: %s", scan.source, stage_warnings[-1])
     provenance = Provenance(
         version=__version__,
-        method=s.method.value,
+        method=method_name(s),
         device=device,
         settings=s.to_dict(),
         timings_s=timings,
         warnings=(*scan.warnings, *stage_warnings),
         series_uid=scan.identifiers.series_uid,
-        weights_sha256=None,
+        weights_sha256=weights_sha256(s),
     )
     logger.info("%s: lung %.0f mL, lesion %.2f %% (%.1f s)", scan.source, numbers["lung_ml"],
                 numbers["lesion_pct"], timings["total"])

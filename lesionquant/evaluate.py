@@ -39,6 +39,7 @@ import SimpleITK as sitk
 from lesionquant._atomic import atomic_path, write_text_atomic
 from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.scan import Scan
+from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
 from lesionquant.settings import Settings
 
 __all__ = [
@@ -71,6 +72,8 @@ logger = logging.getLogger(__name__)
 MEDSEG_WINDOW = (1500.0, -350.0)
 #: Pixel spacing assumed for the MedSeg slices (no spacing is stored), mm; slice 1 mm.
 MEDSEG_SPACING_MM = 0.7
+#: The MedSeg masks' own codes (not the pipeline's :class:`~lesionquant.segment.Label`).
+MEDSEG_GGO, MEDSEG_CONSOLIDATION = 1, 2
 
 #: Real chest CTs with lung (host scans for insertion, false-positive controls).
 REAL_CHEST = (
@@ -149,21 +152,21 @@ def _fmt(v: Any) -> str:
 
 def _compare(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict[str, float]:
     """Errors (pp) and Dice of a predicted label map against a truth label map (0-4/5)."""
-    t_lung = (truth >= 1) & (truth <= 4)
+    t_lung = np.isin(truth, LUNG_LABELS)
     p_lung = pred > 0
     t_n, p_n = max(int(t_lung.sum()), 1), max(int(p_lung.sum()), 1)
     row: dict[str, float] = {}
-    for name, tv, pv in (("lesion", (3, 4), (3, 4)), ("ggo", (3,), (3,)),
-                         ("consolidation", (4,), (4,))):
-        t = np.isin(truth, tv)
-        p = np.isin(pred, pv)
+    for name, values in (("lesion", LESION_LABELS), ("ggo", (Label.GGO,)),
+                         ("consolidation", (Label.CONSOLIDATION,))):
+        t = np.isin(truth, values)
+        p = np.isin(pred, values)
         row[f"true_{name}_pct"] = 100.0 * int(t.sum()) / t_n
         row[f"{name}_pct"] = 100.0 * int(p.sum()) / p_n
         row[f"{name}_err_pp"] = row[f"{name}_pct"] - row[f"true_{name}_pct"]
         row[f"{name}_dice"] = dice(t, p)
     row["lung_ml_err_pct"] = 100.0 * (p_n - t_n) / t_n
     row["lung_dice"] = dice(t_lung, p_lung)
-    t_cons = truth == 4
+    t_cons = truth == Label.CONSOLIDATION
     row["cons_in_lung"] = float((t_cons & p_lung).sum() / max(int(t_cons.sum()), 1))
     return row
 
@@ -284,8 +287,7 @@ def _select(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _host_lungs(image: sitk.Image, mask_path: Path | None, settings: Settings) -> sitk.Image:
-    from lesionquant.segment import segment_lungs
-    from lesionquant.segment._labels import lesion_sides
+    from lesionquant.segment import lesion_sides, segment_lungs
 
     if mask_path is None:
         return segment_lungs(image, settings)
@@ -294,7 +296,8 @@ def _host_lungs(image: sitk.Image, mask_path: Path | None, settings: Settings) -
     ours = _arr(segment_lungs(image, settings))
     m = _arr(mask) > 0
     # CIP lung voxels outside our mask: read as lesion voxels, they take the nearest side.
-    side = np.where(m, lesion_sides(np.where(m & (ours == 0), 3, ours).astype(np.uint8)), 0)
+    side = np.where(m, lesion_sides(np.where(m & (ours == 0), Label.GGO, ours).astype(np.uint8)),
+                    0)
     side = side.astype(np.uint8)
     out = sitk.GetImageFromArray(side)
     out.CopyInformation(image)
@@ -420,16 +423,19 @@ def medseg_table(medseg_dir: Path, settings: Settings,
             status = "no lung" if "lung" in str(exc) else "error"
         if figures_dir is not None and image is not None:  # for the montage only
             shown[jpeg.stem] = (_arr(image)[0], truth, pred)
-        t_les, p_les = truth > 0, pred >= 3
+        t_les, p_les = truth > 0, np.isin(pred, LESION_LABELS)
         row: dict[str, Any] = {
             "slice": jpeg.stem, "status": status,
-            "lesion_dice": dice(t_les, p_les), "ggo_dice": dice(truth == 1, pred == 3),
-            "consolidation_dice": dice(truth == 2, pred == 4),
+            "lesion_dice": dice(t_les, p_les),
+            "ggo_dice": dice(truth == MEDSEG_GGO, pred == Label.GGO),
+            "consolidation_dice": dice(truth == MEDSEG_CONSOLIDATION, pred == Label.CONSOLIDATION),
             "lesion_area_err_pct": 100.0 * (int(p_les.sum()) - int(t_les.sum()))
             / max(int(t_les.sum()), 1),
         }
-        for name, t, p in (("lesion", t_les, p_les), ("ggo", truth == 1, pred == 3),
-                           ("consolidation", truth == 2, pred == 4)):
+        for name, t, p in (("lesion", t_les, p_les),
+                           ("ggo", truth == MEDSEG_GGO, pred == Label.GGO),
+                           ("consolidation", truth == MEDSEG_CONSOLIDATION,
+                            pred == Label.CONSOLIDATION)):
             row[f"_{name}_true"] = int(t.sum())
             row[f"_{name}_pred"] = int(p.sum())
             row[f"_{name}_both"] = int((t & p).sum())
@@ -512,8 +518,9 @@ def save_medseg_montage(
     """
     fig, axes = _new_figure(2, len(items), (2.9 * len(items), 6.4))
     for col, (row, hu, truth, pred) in enumerate(items):
-        _draw_labels(axes[0, col], hu, truth == 1, truth == 2)
-        _draw_labels(axes[1, col], hu, pred == 3, pred == 4, lung=pred > 0)
+        _draw_labels(axes[0, col], hu, truth == MEDSEG_GGO, truth == MEDSEG_CONSOLIDATION)
+        _draw_labels(axes[1, col], hu, pred == Label.GGO, pred == Label.CONSOLIDATION,
+                     lung=pred > 0)
         axes[0, col].set_title(f"{row['slice']}: expert", fontsize=9)
         axes[1, col].set_title(f"lesionquant: Dice {row['lesion_dice']:.2f}, area "
                                f"{row['lesion_area_err_pct']:+.0f} %", fontsize=9)
@@ -604,7 +611,7 @@ def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> 
 def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
     """Write a lung-window (W1500/L-600) PNG of the middle lung slice with the lung
     contour (cyan), GGO (yellow) and consolidation (magenta) fills, atomically."""
-    from lesionquant.segment._grid import to_lps
+    from lesionquant.segment import to_lps
 
     hu = _arr(to_lps(result.scan.image)[0])
     lab = _arr(to_lps(result.labelmap)[0])
@@ -612,7 +619,8 @@ def save_overlay(result: Any, path: Path, *, title: str = "") -> Path:
     fig, axes = _new_figure(1, 2, (10, 5.4))
     none = np.zeros(lab[z].shape, bool)
     _draw_labels(axes[0, 0], hu[z], none, none)
-    _draw_labels(axes[0, 1], hu[z], lab[z] == 3, lab[z] == 4, lung=lab[z] > 0)
+    _draw_labels(axes[0, 1], hu[z], lab[z] == Label.GGO, lab[z] == Label.CONSOLIDATION,
+                 lung=lab[z] > 0)
     fig.suptitle(title, fontsize=10)
     return _save_figure(fig, path)
 
@@ -624,6 +632,8 @@ def evaluate(
     data_root: Path,
     *,
     settings: Settings | None = None,
+    lung_method: str | None = None,
+    lesion_method: str | None = None,
     figures_dir: Path | None = None,
     phantom_seeds: Iterable[int] = (0, 1, 2),
     phantom_burdens: Iterable[float] = (2.0, 10.0, 30.0),
@@ -646,6 +656,9 @@ def evaluate(
         The shared data folder (holding ``chest/``).
     settings : Settings, optional
         Pipeline settings under test.
+    lung_method, lesion_method : str, optional
+        Method of the lung / lesion stage (``"classical"``, ``"model"``), replacing the
+        settings' choice: any combination is evaluated through the same contract.
     figures_dir : Path, optional
         Where the TCIA overlay PNGs and the MedSeg montage go; ``None`` writes none.
     phantom_seeds, phantom_burdens, phantom_size_xyz, phantom_spacing_mm
@@ -673,6 +686,9 @@ def evaluate(
         CT and the legacy v1 phantoms.
     """
     s = settings or Settings()
+    if lung_method is not None or lesion_method is not None:
+        s = s.replace(lung_method=lung_method or s.lung_method,
+                      lesion_method=lesion_method or s.lesion_method)
     chest = Path(data_root) / "chest"
     if not chest.is_dir():
         raise InvalidInputError("no chest/ folder in the data root", source=data_root)

@@ -12,6 +12,7 @@ import lesionquant
 from lesionquant import NoLungError, NotCTError, Result, Settings, quantify
 from lesionquant.errors import InvalidInputError, WeightsError
 from lesionquant.scan import Identifiers, Scan
+from lesionquant.synth import make_phantom
 
 REQUIRED = ("lung_ml", "right_lung_ml", "left_lung_ml", "lesion_ml", "ggo_ml",
             "consolidation_ml", "lesion_pct", "ggo_pct", "consolidation_pct",
@@ -27,8 +28,7 @@ def _dice(a, b):
 
 @pytest.fixture(scope="module")
 def phantom():
-    synth = pytest.importorskip("lesionquant.synth")
-    return synth.make_phantom(size_xyz=(192, 192, 96), spacing_mm=(1.9, 1.9, 3.3), seed=5,
+    return make_phantom(size_xyz=(192, 192, 96), spacing_mm=(1.9, 1.9, 3.3), seed=5,
                               lesion_burden_pct=15.0)
 
 

@@ -25,9 +25,9 @@ def main(work: Path) -> None:
     import SimpleITK as sitk
 
     from lesionquant.batch import run_batch
-    from lesionquant.qa import ReviewServer, save_verdict
-    from lesionquant.qa.review import refresh_tables
-    from lesionquant.qa.review._volumes import match_inputs
+    from lesionquant.qa import save_verdict
+    from lesionquant.review import ReviewServer, refresh_tables
+    from lesionquant.review._volumes import match_inputs
     from lesionquant.synth import make_phantom
 
     work.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,8 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
             write_seg(result.labelmap, scan.files, tmp / SEG_DCM,
                       patient_pseudonym=None if ctx.keep_identifiers
                       else _patient_pseudonym(job, scan, ctx.salt),
-                      method=str(settings.method.value))
+                      method=result.provenance.method,
+                      weights_sha256=result.provenance.weights_sha256)
             outputs["seg"] = SEG_DCM
         except Exception as exc:  # SEG is an extra: its failure must not lose the numbers
             warnings.append(f"DICOM SEG not written: {type(exc).__name__}: {exc}")

@@ -273,7 +273,12 @@ def _plan(out: Path, jobs: list[Job], settings: Settings, *, resume: bool, overw
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings that change the numbers (the device does not)."""
+    """Settings that change the numbers (the device does not), in today's nested form: a
+    result.json of an earlier version (flat names) compares by value."""
+    try:
+        settings = Settings.from_dict(settings).to_dict()
+    except (ValueError, TypeError):
+        pass  # unreadable settings stay as they are (and differ)
     return {k: v for k, v in settings.items() if k != "device"}
 
 

@@ -1,7 +1,10 @@
 """DICOM SEG export of a result's label map, referencing the source CT series.
 
 The SEG holds one segment per class present in the label map, in this order: right lung
-(label 1), left lung (2), ground-glass opacity (3), consolidation (4). Like ``labels.nii.gz``
+(label 1), left lung (2), ground-glass opacity (3), consolidation (4), coded as
+:data:`lesionquant.segment.labels.SEGMENT_CODES` says. Each segment names the algorithm
+(``AlgorithmIdentificationSequence``): lesionquant, its version, the segmentation method
+and, for a learned method, the sha256 of its weights. Like ``labels.nii.gz``
 the classes are exclusive: a GGO voxel is in the GGO segment, not in the lung segments (the
 full lung is the union of the four). Frames are placed at the label map's own slice positions
 (``PlanePositionSequence``), so the SEG is right even when the loader resampled the series
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesionquant._version import __version__
+from lesionquant.segment.labels import SEGMENT_CODES
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -36,14 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: label value -> (segment label, category (scheme, code, meaning), type (scheme, code, meaning))
 SEGMENT_CLASSES: dict[int, tuple[str, tuple[str, str, str], tuple[str, str, str]]] = {
-    1: ("Right lung", ("SCT", "91723000", "Anatomical Structure"),
-        ("SCT", "3341006", "Right lung")),
-    2: ("Left lung", ("SCT", "91723000", "Anatomical Structure"),
-        ("SCT", "44029006", "Left lung")),
-    3: ("Ground-glass opacity", ("SCT", "49755003", "Morphologically Abnormal Structure"),
-        ("DCM", "112120", "Ground glass opacity")),
-    4: ("Consolidation", ("SCT", "49755003", "Morphologically Abnormal Structure"),
-        ("SCT", "95436008", "Lung consolidation")),
+    int(label): (c.label, (c.category.scheme, c.category.value, c.category.meaning),
+                 (c.type.scheme, c.type.value, c.type.meaning))
+    for label, c in SEGMENT_CODES.items()
 }
 
 _SERIES_NUMBER = 7100
@@ -112,14 +111,14 @@ def _deidentify(seg: Any, patient_pseudonym: str) -> None:
 
 def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str]],
               path: str | os.PathLike[str], *, patient_pseudonym: str | None = None,
-              method: str = "classical") -> bool:
+              method: str = "classical", weights_sha256: str | None = None) -> bool:
     """Write ``labelmap`` as a DICOM SEG (BINARY) referencing the series in ``source_files``.
 
     Parameters
     ----------
     labelmap : SimpleITK.Image
-        uint8 label map (0 background, 1 right lung, 2 left lung, 3 GGO, 4 consolidation) in
-        the scan's geometry (LPS, mm).
+        uint8 label map (:class:`~lesionquant.segment.Label`: 0 background, 1 right lung,
+        2 left lung, 3 GGO, 4 consolidation) in the scan's geometry (LPS, mm).
     source_files : sequence of path
         The DICOM files of the source series (``Scan.files``); read headers only.
     path : path
@@ -128,8 +127,12 @@ def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str
         Replace patient name and ID by this pseudonym and blank other identifying attributes.
         ``None`` keeps the source's patient module.
     method : str
-        Segmentation method (``"classical"`` or ``"model"``), recorded as the algorithm
-        (family: histogram analysis or artificial intelligence).
+        Segmentation method as the result's provenance names it (``"classical"``,
+        ``"model"`` or ``"lungs:model+lesions:classical"``), recorded in the algorithm's
+        parameters; the family is artificial intelligence when a learned model took part,
+        else histogram analysis.
+    weights_sha256 : str, optional
+        sha256 of the learned weights, recorded in the algorithm's parameters.
 
     Returns
     -------
@@ -153,10 +156,14 @@ def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str
     for number, value in enumerate(present, start=1):
         lut[value] = number
     pixels = lut[labels]
-    family = (codes.cid7162.ArtificialIntelligence if method == "model"
+    family = (codes.cid7162.ArtificialIntelligence if "model" in method
               else codes.cid7162.HistogramAnalysis)
+    parameters = {"method": method}
+    if weights_sha256:
+        parameters["weights_sha256"] = weights_sha256
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=f"lesionquant {method}", version=__version__, family=family)
+        name="lesionquant", version=__version__, family=family, source="lesionquant",
+        parameters=parameters)
     descriptions = []
     for number, value in enumerate(present, start=1):
         label, cat, typ = SEGMENT_CLASSES[value]

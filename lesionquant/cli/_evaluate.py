@@ -136,6 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", metavar="DIR", default=None,
                    help="folder for the TCIA overlay PNGs and the MedSeg montage (default: "
                         "figures/ beside --out; the documentation's is docs/figures)")
+    p.add_argument("--lungs", choices=("classical", "model"), default=None, metavar="METHOD",
+                   help="method of the lung stage: classical or model (default classical)")
+    p.add_argument("--lesions", choices=("classical", "model"), default=None, metavar="METHOD",
+                   help="method of the lesion stage: classical or model (default classical)")
     for option, name, parse, metavar, text in _GRID:
         p.add_argument(option, dest=name, type=parse, metavar=metavar,
                        default=argparse.SUPPRESS, help=text)
@@ -162,6 +166,9 @@ def _command(args: argparse.Namespace, grid: dict[str, Any], out: Path, figures:
     if args.data:
         parts += ["--data", rel(Path(args.data))]
     parts += ["--out", rel(out), "--figures", rel(figures)]
+    for option, method in (("--lungs", args.lungs), ("--lesions", args.lesions)):
+        if method:
+            parts += [option, method]
     for option, name, *_ in _GRID:
         if name in grid:
             value = grid[name]
@@ -227,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
     legacy = 1 + (1 if thick and thick > spacing_z else 0) if grid.get("legacy_phantoms") else 0
     bar = _Progress(stages=4 + (3 if grid.get("family_n") else 0) + legacy)
     try:
-        tables = evaluate(data, figures_dir=figures, progress=bar, **grid)
+        tables = evaluate(data, lung_method=args.lungs, lesion_method=args.lesions,
+                          figures_dir=figures, progress=bar, **grid)
     finally:
         bar.close()
     path = write_report(tables, out, command=_command(args, grid, out, figures))

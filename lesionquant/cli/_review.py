@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from lesionquant.qa import ReviewServer
+    from lesionquant.review import ReviewServer
 
     if not args.out.is_dir():
         raise InvalidInputError("no such output folder", source=args.out)

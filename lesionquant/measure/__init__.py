@@ -1,13 +1,16 @@
 """Measurement stage: label map -> numbers (:class:`Result`).
 
 * :func:`measure` turns a label map and the lung sides into the flat measurements.
+* :func:`endpoint_rows` - per patient, change from baseline, from result records.
 * :class:`Result` holds them with the label map, the scan and the provenance.
 """
 
 from __future__ import annotations
 
+from lesionquant.measure._endpoint import ENDPOINT_COLUMNS, endpoint_rows
 from lesionquant.measure._measure import measure
 from lesionquant.measure._quantify import SCORE_MIN_LESION_PCT, ZONES, zone_score
 from lesionquant.measure._result import Provenance, Result
 
-__all__ = ["SCORE_MIN_LESION_PCT", "ZONES", "Provenance", "Result", "measure", "zone_score"]
+__all__ = ["ENDPOINT_COLUMNS", "SCORE_MIN_LESION_PCT", "ZONES", "Provenance", "Result",
+           "endpoint_rows", "measure", "zone_score"]

@@ -8,8 +8,7 @@ import SimpleITK as sitk
 from lesionquant.errors import InvalidInputError
 from lesionquant.measure._outside import dense_outside_lung_ml
 from lesionquant.measure._quantify import measure_labels
-from lesionquant.segment._grid import to_lps
-from lesionquant.segment._labels import lesion_sides
+from lesionquant.segment import lesion_sides, to_lps
 
 __all__ = ["measure"]
 
@@ -28,7 +27,7 @@ def measure(
     lungs : SimpleITK.Image, optional
         Lung sides (1 right, 2 left) covering the lesion voxels too. Without it, each
         lesion voxel takes the side of its nearest lung voxel
-        (:func:`lesionquant.segment._labels.lesion_sides`).
+        (:func:`lesionquant.segment.lesion_sides`).
 
     Returns
     -------

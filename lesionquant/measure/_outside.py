@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
+
 __all__ = ["dense_outside_lung_ml"]
 
 NEAR_MM = 10.0
@@ -58,7 +60,7 @@ def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
     float
         Volume, mL (0 when there is no lung).
     """
-    lung = (labels >= 1) & (labels <= 4)
+    lung = np.isin(labels, LUNG_LABELS)
     if not lung.any():
         return 0.0
     sx, sy, sz = (float(v) for v in spacing_xyz)
@@ -74,7 +76,7 @@ def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
     lab = labels[z0:z1]
     nx = a.shape[2]
     xs = np.arange(nx)
-    right = (lab == 1) | (((lab == 3) | (lab == 4)) & (xs < nx // 2))
+    right = (lab == Label.RIGHT_LUNG) | (np.isin(lab, LESION_LABELS) & (xs < nx // 2))
     left = lu & ~right
     r_max = np.where(right.any(axis=2), nx - 1 - np.argmax(right[..., ::-1], axis=2), -1)
     l_min = np.where(left.any(axis=2), np.argmax(left, axis=2), nx)

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from lesionquant.segment import Label
+
 __all__ = ["SCORE_MIN_LESION_PCT", "ZONES", "measure_labels", "zone_score"]
 
 #: A zone whose lesion % is below this scores 0 ("none") in the severity score, %.
 SCORE_MIN_LESION_PCT = 1.0
 ZONES = ("upper", "middle", "lower")
-_SIDES = (("right", 1), ("left", 2))
+_SIDES = (("right", Label.RIGHT_LUNG), ("left", Label.LEFT_LUNG))
 _PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
 
 
@@ -89,8 +91,8 @@ def measure_labels(
     """
     out: dict[str, float | int] = {}
     lung = labels > 0
-    ggo = labels == 3
-    cons = labels == 4
+    ggo = labels == Label.GGO
+    cons = labels == Label.CONSOLIDATION
     out.update(_volumes("", int(lung.sum()), int(ggo.sum()), int(cons.sum()), voxel_ml))
     # Per-slice counts (z, side) make the per-lung and per-zone numbers cheap.
     z_idx = np.broadcast_to(np.arange(labels.shape[0])[:, None, None], labels.shape)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import SimpleITK as sitk
 
+from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
+
 if TYPE_CHECKING:  # pragma: no cover
     from lesionquant.scan import Scan
 
@@ -128,22 +130,22 @@ class Result:
     @property
     def lung_mask(self) -> sitk.Image:
         """Both lungs including lesions (labels 1-4), 0/1."""
-        return self.mask(1, 2, 3, 4)
+        return self.mask(*LUNG_LABELS)
 
     @property
     def lesion_mask(self) -> sitk.Image:
         """GGO and consolidation (labels 3-4), 0/1."""
-        return self.mask(3, 4)
+        return self.mask(*LESION_LABELS)
 
     @property
     def ggo_mask(self) -> sitk.Image:
         """Ground-glass opacity (label 3), 0/1."""
-        return self.mask(3)
+        return self.mask(Label.GGO)
 
     @property
     def consolidation_mask(self) -> sitk.Image:
         """Consolidation (label 4), 0/1."""
-        return self.mask(4)
+        return self.mask(Label.CONSOLIDATION)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, JSON-ready dict: the measurements then the provenance.

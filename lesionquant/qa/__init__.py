@@ -1,4 +1,7 @@
-"""Radiologist QA: overlays (PNG montage), self-contained HTML reports, a local viewer.
+"""Radiologist QA: overlays (PNG montage), self-contained HTML reports, verdicts.
+
+The local review viewer built on these and on :mod:`lesionquant.batch` is
+:mod:`lesionquant.review`.
 
 * :func:`render_montage` - one PNG per scan: axial slices through the lungs, a coronal
   and two sagittal reformats, lung window, lung contour, GGO / consolidation fills.
@@ -8,7 +11,6 @@
 * :func:`update_report_patient_sections` - patient, study date, visit day and trajectory in
   every ``report.html`` (called by the batch when all visits are known).
 * :func:`load_verdicts` / :func:`save_verdict` - reader verdicts in ``OUT/verdicts.json``.
-* :func:`serve_review` - the local review page (``lesionquant review OUT``).
 
 Derived and secondary-capture images are never rendered; images carry the pseudonymous
 scan id only. See ``docs/qa.md``.
@@ -20,18 +22,15 @@ from lesionquant.qa._overlays import MONTAGE_SIZE_PX, Montage, Panel, render_mon
 from lesionquant.qa._patients import update_report_patient_sections
 from lesionquant.qa._report import write_index, write_scan_qa
 from lesionquant.qa._verdicts import Verdict, load_verdicts, save_verdict
-from lesionquant.qa.review import ReviewServer, serve_review
 
 __all__ = [
     "MONTAGE_SIZE_PX",
     "Montage",
     "Panel",
-    "ReviewServer",
     "Verdict",
     "load_verdicts",
     "render_montage",
     "save_verdict",
-    "serve_review",
     "update_report_patient_sections",
     "write_index",
     "write_scan_qa",

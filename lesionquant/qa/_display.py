@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lesionquant.errors import UnsupportedDicomError
+from lesionquant.segment import LUNG_LABELS, Label
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
@@ -39,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "COLOURS",
-    "CONSOLIDATION",
-    "GGO",
-    "LUNG_LABELS",
     "LUNG_WINDOW",
     "MEDIASTINUM_WINDOW",
     "WINDOWS",
@@ -53,10 +51,6 @@ __all__ = [
     "window_uint8",
 ]
 
-#: Label values of the label-map convention (see docs/architecture.md).
-RIGHT_LUNG, LEFT_LUNG, GGO, CONSOLIDATION, AIRWAY = 1, 2, 3, 4, 5
-#: Labels that are lung (lesion voxels are lung voxels too). Airway (5) is not lung.
-LUNG_LABELS = (RIGHT_LUNG, LEFT_LUNG, GGO, CONSOLIDATION)
 
 #: Okabe-Ito colours (hex) used everywhere: fills for lesions, a line for the lung contour.
 COLOURS = {
@@ -74,7 +68,8 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
 
 
 #: label value -> RGB (uint8) of its fill; labels not listed are not filled.
-FILL_RGB = {GGO: _rgb(COLOURS["ggo"]), CONSOLIDATION: _rgb(COLOURS["consolidation"])}
+FILL_RGB = {Label.GGO: _rgb(COLOURS["ggo"]),
+            Label.CONSOLIDATION: _rgb(COLOURS["consolidation"])}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Patients and visits in the QA pages: who, which visit, and the trajectory.
 
 The visits of a patient, their order, the baseline and every change from baseline come
-from :func:`lesionquant.batch.endpoint_rows`, the function behind ``endpoint.csv``, so the
+from :func:`lesionquant.measure.endpoint_rows`, the function behind ``endpoint.csv``, so the
 pages and the endpoint table cannot disagree. The baseline a user chose with
 ``--baseline`` is read back from ``OUT/endpoint.csv``.
 
@@ -102,12 +102,14 @@ def visits_by_patient(out_dir: str | os.PathLike[str],
         ``{patient: [row, ...]}`` with the columns of ``endpoint.csv`` (``visit``,
         ``days_since_baseline``, ``study_date``, ``<m>_pct``, ``<m>_change_pp``, ...).
     """
-    from lesionquant.batch import endpoint_rows, iter_results
     from lesionquant.errors import InvalidInputError
+    from lesionquant.measure import endpoint_rows
+    from lesionquant.qa._outdir import list_scans
 
     out = Path(out_dir)
-    recs = [dict(r) for r in (iter_results(out) if records is None else records)
-            if r.get("scan_id")]
+    if records is None:
+        records = [e.result for e in list_scans(out)] if out.is_dir() else []
+    recs = [dict(r) for r in records if r.get("scan_id")]
     try:
         rows = endpoint_rows(recs, baseline=_chosen_baselines(out))
     except InvalidInputError as exc:  # endpoint.csv is stale (a baseline has gone)

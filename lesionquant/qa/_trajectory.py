@@ -88,7 +88,7 @@ def render_patient_plot(rows: Sequence[Mapping[str, Any]], *, highlight: str | N
     Parameters
     ----------
     rows : sequence of mapping
-        The patient's endpoint rows (:func:`lesionquant.batch.endpoint_rows`): keys
+        The patient's endpoint rows (:func:`lesionquant.measure.endpoint_rows`): keys
         ``days_since_baseline``, ``lesion_pct``, ``ggo_pct``, ``consolidation_pct``,
         ``is_baseline``, ``scan_id``. Visits without a date are not drawn.
     highlight : str, optional

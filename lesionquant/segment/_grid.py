@@ -1,43 +1,27 @@
-"""Grid helpers shared by the segmentation stages.
+"""Grid helpers shared by the segmentation stages (numpy arrays in LPS index order).
 
-* :func:`to_lps` / :func:`from_lps`: work on an image re-oriented to LPS (identity
-  direction up to axis flips/permutations), so that in the numpy view ``(z, y, x)`` the
-  index grows towards patient superior, posterior and left; results go back to the
-  scan's own orientation exactly (flips and permutations only, no resampling).
 * :func:`block_mean` / :func:`block_upsample`: the ~2 mm working grid of the heavy
   morphology, made by averaging integer blocks of voxels, and its exact inverse
   (every full-resolution voxel takes the value of its block).
 * :func:`bbox`: the padded bounding box of a mask, where the stages crop their work.
 * :func:`within` / :func:`within_inplane`: the voxels within a distance of a mask, in
   3D (computed in the mask's padded box only) or slice by slice.
+* mm to voxels: :func:`pad_voxels` (enough voxels to cover a distance), :func:`half_width`
+  (box half-widths), :func:`window` (odd box sizes), :func:`block_factors`.
+
+The re-orientation to LPS and back is :mod:`lesionquant.segment._orient`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-__all__ = ["bbox", "block_factors", "block_mean", "block_upsample", "from_lps", "to_lps",
-           "within", "within_inplane"]
+__all__ = ["PADDING_HU", "bbox", "block_factors", "block_mean", "block_upsample", "half_width",
+           "pad_voxels", "window", "within", "within_inplane"]
 
 #: HU below which a voxel is outside the scanner's field of view (padding -2048/-3024).
 PADDING_HU = -1500.0
-
-
-def to_lps(image: sitk.Image) -> tuple[sitk.Image, str]:
-    """Return ``image`` re-oriented to LPS and the orientation code to undo it."""
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    if code == "LPS":
-        return image, code
-    return sitk.DICOMOrient(image, "LPS"), code
-
-
-def from_lps(image: sitk.Image, code: str, reference: sitk.Image) -> sitk.Image:
-    """Undo :func:`to_lps` and copy the exact geometry of ``reference``."""
-    out = image if code == "LPS" else sitk.DICOMOrient(image, code)
-    out.CopyInformation(reference)
-    return out
 
 
 def block_factors(spacing_zyx: tuple[float, ...], target_mm: float) -> tuple[int, int, int]:
@@ -112,7 +96,7 @@ def within(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.nd
     ``mask`` is empty."""
     out = np.zeros(mask.shape, bool)
     if mask.any():
-        box = bbox(mask, [int(np.ceil(mm / v)) for v in spacing_zyx])
+        box = bbox(mask, pad_voxels(mm, spacing_zyx))
         out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= mm
     return out
 
@@ -123,3 +107,25 @@ def within_inplane(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) 
     if not mask.any():
         return np.zeros(mask.shape, bool)
     return ndimage.distance_transform_edt(~mask, sampling=(1e6, *spacing_zyx[1:])) <= mm
+
+
+def pad_voxels(mm: float, spacing_zyx: tuple[float, ...]) -> list[int]:
+    """Voxels per axis that cover ``mm`` (rounded up): the padding of a box around a mask
+    for a distance computation of reach ``mm``."""
+    return [int(np.ceil(mm / v)) for v in spacing_zyx]
+
+
+def half_width(mm: float, spacing_zyx: tuple[float, ...]) -> tuple[int, ...]:
+    """Box half-widths in voxels for ``mm`` along each axis.
+
+    In-plane at least one voxel (partial volume spans a voxel whatever its size); along z
+    zero when the slices are thicker than ``mm / 0.75``.
+    """
+    z = int(np.floor(mm / spacing_zyx[0] + 0.5)) if mm >= 0.75 * spacing_zyx[0] else 0
+    return (z, *(max(1, int(np.floor(mm / sp + 0.5))) for sp in spacing_zyx[1:]))
+
+
+def window(mm: float, spacing_zyx: tuple[float, ...]) -> tuple[int, ...]:
+    """Odd box sizes (voxels) about ``mm`` wide; at least 3 in-plane, 1 along thick z."""
+    z = 2 * int(mm / (2.0 * spacing_zyx[0])) + 1
+    return (z, *(max(3, 2 * int(mm / (2.0 * sp) + 0.5) + 1) for sp in spacing_zyx[1:]))

@@ -18,6 +18,7 @@ import scipy.ndimage as ndi
 import SimpleITK as sitk
 
 from lesionquant.errors import GeometryError, InvalidInputError, NoLungError
+from lesionquant.segment.labels import LUNG_LABELS, Label
 from lesionquant.synth._disease import EFFUSION_HU, LesionParams, make_disease
 from lesionquant.synth._fields import correlated_noise
 from lesionquant.synth._lesions import apply_fill, make_lesions
@@ -147,7 +148,7 @@ def insert_lesions(
 
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     lab = sitk.GetArrayFromImage(lung_labels).astype(np.uint8)
-    lung = (lab >= 1) & (lab <= 4)
+    lung = np.isin(lab, LUNG_LABELS)
     spacing_xyz = image.GetSpacing()
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
     lung_ml = float(lung.sum() * voxel_ml)
@@ -159,7 +160,8 @@ def insert_lesions(
             f"the scanned body (need {min_lung_ml} mL and {100 * min_lung_fraction:.0f} %)",
             source="lung_labels")
 
-    lung_lab = np.where(lung, np.where(lab > 2, 1, lab), 0).astype(np.uint8)
+    lung_lab = np.where(lung, np.where(lab > Label.LEFT_LUNG, Label.RIGHT_LUNG, lab),
+                        0).astype(np.uint8)
     # work in the lung's bounding box (plus a margin) to bound time and memory
     nzi = np.argwhere(lung)
     lo = np.maximum(nzi.min(0) - 3, 0)
@@ -203,9 +205,9 @@ def insert_lesions(
 
     labels = lung_lab.copy()
     lab_box = labels[box]
-    lab_box[model.classes == 1] = 3
-    lab_box[model.classes == 2] = 4
-    lab_box[effusion] = 6
+    lab_box[model.classes == 1] = Label.GGO
+    lab_box[model.classes == 2] = Label.CONSOLIDATION
+    lab_box[effusion] = Label.EFFUSION
     out = _like(hu_out, image)
     lab_img = sitk.GetImageFromArray(labels)
     lab_img.CopyInformation(image)
@@ -223,7 +225,7 @@ def insert_lesions(
                     n_lesions=model.n_lesions,
                     generator="v2" if lesions is not None else "v1",
                     lesions=lesions.to_dict() if lesions is not None else None),
-        effusion_ml=float(counts[6] * voxel_ml),
+        effusion_ml=float(counts[Label.EFFUSION] * voxel_ml),
     )
     logger.info("inserted %d lesion blobs: %.2f mL (%.2f %% of %.1f mL lung), host noise %.1f HU",
                 model.n_lesions, lesion_ml, ins.lesion_pct, lung_ml, sigma)

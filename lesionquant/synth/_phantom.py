@@ -15,6 +15,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
+from lesionquant.segment.labels import Label
 from lesionquant.synth._anatomy import Grid, grow_tree, paint_tubes, rasterise_tree, superellipse
 from lesionquant.synth._disease import EFFUSION_HU, LesionParams, make_disease
 from lesionquant.synth._fields import correlated_noise, resize, smooth_field
@@ -204,7 +205,7 @@ def make_phantom(
         lesion_pct=float(100.0 * lesion_ml / lung_ml) if lung_ml else 0.0,
         airway_ml=float(counts[5] * vox_ml),
         noise_hu=float(noise_hu), seed=int(seed), params=params,
-        effusion_ml=float(counts[6] * vox_ml),
+        effusion_ml=float(counts[Label.EFFUSION] * vox_ml),
     )
     logger.info("phantom %s: anatomy %.1f s, total %.1f s, lung %.0f mL, lesion %.1f %%",
                 size, t1 - t0, time.perf_counter() - t0, ph.lung_ml, ph.lesion_pct)
@@ -234,7 +235,7 @@ def _lobes(grid: Grid, rng, lungs, t, yb, bc_ant, bc_post, s):
     d_hor = t - t_hor
     lower = d_obl > 0
     lobes = np.zeros(grid.shape, np.uint8)
-    right, left = lungs == 1, lungs == 2
+    right, left = lungs == Label.RIGHT_LUNG, lungs == Label.LEFT_LUNG
     lobes[right & ~lower & (d_hor <= 0)] = 1
     lobes[right & ~lower & (d_hor > 0)] = 2
     lobes[right & lower] = 3
@@ -257,8 +258,8 @@ def _right_lung_voxels(lab: np.ndarray) -> int:
     columns, LPS).
     """
     nx = lab.shape[2]
-    lesion = (lab == 3) | (lab == 4)
-    return int(np.count_nonzero(lab == 1) + np.count_nonzero(lesion[..., : nx // 2]))
+    lesion = (lab == Label.GGO) | (lab == Label.CONSOLIDATION)
+    return int(np.count_nonzero(lab == Label.RIGHT_LUNG) + np.count_nonzero(lesion[..., : nx // 2]))
 
 
 def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_fraction,
@@ -413,19 +414,19 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
             lumen = dist <= radius
             hu[box][wall & ~lumen] = MUSCLE
             hu[box][lumen] = AIR
-            labels[box][lumen] = 5
+            labels[box][lumen] = Label.AIRWAY
             airway_mask[box] |= wall
 
     # --- lungs -------------------------------------------------------------------------------
     lungs = np.zeros(shape, np.uint8)
-    for side, sign in ((1, -1.0), (2, 1.0)):  # 1 right = patient right = x < 0 in LPS
+    for side, sign in ((Label.RIGHT_LUNG, -1.0), (Label.LEFT_LUNG, 1.0)):  # right: x < 0 (LPS)
         xl = sign * 0.50 * ac
         u = np.clip(t / (70.0 * s), 0.0, 1.0)
         apex_c = (u * (2.0 - u)) ** 0.5  # rounded apex (dome over ~70 mm)
         ap = apex_c * (0.85 + 0.15 * np.clip(t / (150.0 * s), 0.0, 1.0))  # deeper at the base
         lung_sec = superellipse(x - xl, yb - 0.1 * bc_post, 0.64 * ac * apex_c + 1e-3,
                                 1.15 * bc_post * ap + 1e-3, 2.4) <= 1.0
-        dome_top = (192.0 if side == 1 else 204.0) * s
+        dome_top = (192.0 if side == Label.RIGHT_LUNG else 204.0) * s
         r2 = ((x - sign * 0.45 * ac) / ac) ** 2 + (yb / bc_post) ** 2 * 0.6
         # domes fall laterally and most posteriorly (deep posterior costophrenic recess);
         # v2: a rounder dome, ~50 mm from its top to the lateral costophrenic angle
@@ -438,7 +439,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         region &= (sign * x) > 2.0 * s
         lungs[region] = side
         below = lung_sec & cavity & (t >= t_dia) & (t < t_dia + 80 * s) & ~spine_block
-        if side == 1:
+        if side == Label.RIGHT_LUNG:
             hu[below & ~vessel_mask] = LIVER
         else:
             hu[below & ~vessel_mask] = SPLEEN
@@ -470,7 +471,7 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
     vox_zyx = np.argwhere(lung_bool)
     phys = vox_zyx * np.array(grid.spacing_zyx) + np.array(grid.origin_xyz[::-1])
     sides = lungs[tuple(vox_zyx.T)] if lobes is None else lobes[tuple(vox_zyx.T)]
-    units = ((1, hil_r), (2, hil_l)) if lobes is None else (
+    units = ((Label.RIGHT_LUNG, hil_r), (Label.LEFT_LUNG, hil_l)) if lobes is None else (
         (1, hil_r), (2, hil_r), (3, hil_r), (4, hil_l), (5, hil_l))
     # v2: sparser, thinner trees; v1's put 10 % of the lung above -100 HU (real: ~3 %)
     per_litre, r_term = (1800, 0.5) if lobes is None else (900, 0.42)
@@ -504,9 +505,9 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         hu = apply_fill(hu, dis.fill)
         eff = dis.classes == 3
         hu[eff] = EFFUSION_HU
-        labels[dis.classes == 1] = 3
-        labels[dis.classes == 2] = 4
-        labels[eff] = 6
+        labels[dis.classes == 1] = Label.GGO
+        labels[dis.classes == 2] = Label.CONSOLIDATION
+        labels[eff] = Label.EFFUSION
     elif burden > 0:
         les = make_lesions(lungs, grid.spacing_zyx, rng, target_lesion_pct=burden,
                            ggo_fraction=ggo_fraction, crazy_paving=crazy_paving,
@@ -516,8 +517,8 @@ def _paint_anatomy(grid: Grid, rng, s, contrast, table, height_mm, burden, ggo_f
         # air bronchograms: the real bronchi inside consolidation keep their air
         fill = np.where(bronchus_lumen & (les.classes == 2), 0.0, fill)
         hu = apply_fill(hu, fill)
-        labels[les.classes == 1] = 3
-        labels[les.classes == 2] = 4
+        labels[les.classes == 1] = Label.GGO
+        labels[les.classes == 2] = Label.CONSOLIDATION
 
     # --- table (carbon-fibre shells around foam), under the back --------------------------------
     if table:

@@ -69,3 +69,26 @@ def test_seg_of_a_real_chest_series_from_quantify(edge_dir, tmp_path):
     assert write_seg(result.labelmap, files, tmp_path / "seg.dcm", patient_pseudonym="P-x")
     assert dciodvfy_errors(tmp_path / "seg.dcm") == []
     assert_seg_matches(tmp_path / "seg.dcm", result.labelmap, files)
+
+
+@pytest.mark.parametrize(("method", "sha", "family"), [
+    ("classical", None, "Histogram Analysis"),
+    ("lungs:model+lesions:classical", "ab" * 32, "Artificial Intelligence"),
+])
+def test_seg_names_the_algorithm_method_and_weights(tmp_path, method, sha, family):
+    from lesionquant import __version__
+
+    info = write_series(tmp_path / "ct")
+    labels = _labels_for(info["files"])
+    assert write_seg(labels, info["files"], tmp_path / "seg.dcm", method=method,
+                     weights_sha256=sha)
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert len(ds.SegmentSequence) == 4
+    for segment in ds.SegmentSequence:
+        alg = segment.SegmentationAlgorithmIdentificationSequence[0]
+        assert alg.AlgorithmName == "lesionquant" and alg.AlgorithmVersion == __version__
+        assert alg.AlgorithmFamilyCodeSequence[0].CodeMeaning == family
+        params = dict(p.split("=", 1) for p in str(alg.AlgorithmParameters).split(","))
+        assert params.pop("method") == method
+        assert params == ({"weights_sha256": sha} if sha else {})
+    assert dciodvfy_errors(tmp_path / "seg.dcm") == []

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import require_browser, start_review
 
-from lesionquant.qa import ReviewServer
+from lesionquant.review import ReviewServer
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lesionquant.errors import InvalidInputError
-from lesionquant.qa import ReviewServer
+from lesionquant.review import ReviewServer
 
 
 @pytest.fixture()

@@ -16,8 +16,9 @@ import SimpleITK as sitk
 from conftest import start_review
 from PIL import Image
 
-from lesionquant.qa import ReviewServer, load_verdicts, serve_review
+from lesionquant.qa import load_verdicts
 from lesionquant.qa._display import COLOURS, LUNG_WINDOW, MEDIASTINUM_WINDOW, window_uint8
+from lesionquant.review import ReviewServer, serve_review
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:

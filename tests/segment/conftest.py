@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from lesionquant.synth import make_phantom
+
 
 def toy_chest(
     shape_zyx: tuple[int, int, int] = (40, 96, 128),
@@ -56,6 +58,5 @@ def toy() -> tuple[sitk.Image, np.ndarray]:
 @pytest.fixture(scope="session")
 def small_phantom():
     """A small full-chest phantom from lesionquant.synth with 10 % lesions."""
-    synth = pytest.importorskip("lesionquant.synth")
-    return synth.make_phantom(size_xyz=(160, 160, 80), spacing_mm=(2.2, 2.2, 4.0), seed=3,
+    return make_phantom(size_xyz=(160, 160, 80), spacing_mm=(2.2, 2.2, 4.0), seed=3,
                               lesion_burden_pct=10.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionquant.segment._labels import lesion_sides
+from lesionquant.segment import lesion_sides
 
 
 def test_lesions_take_the_side_of_the_nearest_lung_voxel_when_the_lungs_touch():

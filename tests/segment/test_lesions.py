@@ -133,7 +133,8 @@ def test_dependent_density_gradient_is_not_ggo():
     ramp = np.clip((yy - ys[0]) / (ys[-1] - ys[0]), 0, 1) * 160.0  # -860 -> -700 posterior
     hu = np.where(labels > 0, hu + ramp, hu)
     corrected = _run(hu, labels)
-    plain = _run(hu, labels, Settings(dependent_correction_max_hu=0))
+    off = Settings().replace(**{"classical_lesions.filters.dependent_correction_max_hu": 0})
+    plain = _run(hu, labels, off)
     n = (labels > 0).sum()
     assert (corrected >= 3).sum() / n < 0.01
     assert (plain >= 3).sum() / n > 3 * max((corrected >= 3).sum() / n, 0.001)

@@ -178,7 +178,7 @@ def test_abdomen_without_lungs_raises(chest_dir):
 
 
 def test_hilum_is_found_at_the_carina_not_at_the_lowest_bronchi():
-    from lesionquant.segment._lungs import _carina, _hilum
+    from lesionquant.segment.classical._airway import AirwayConfig, carina, hilum
 
     # LPS index order: z grows towards the head. Trachea z 30-59 at x 20; main bronchi
     # from the carina (z 29) down to z 20 at x 12 and x 28; a lobar bronchus continues
@@ -188,14 +188,14 @@ def test_hilum_is_found_at_the_carina_not_at_the_lowest_bronchi():
     airway[20:30, 19:21, 11:13] = True
     airway[20:30, 19:21, 27:29] = True
     airway[0:20, 19:21, 11:13] = True
-    assert _carina(airway) == 29
+    assert carina(airway) == 29
     sp = (2.0, 2.0, 2.0)
-    box, near = _hilum(airway, sp)
-    hilum = np.zeros(airway.shape, bool)
-    hilum[box] = near
-    assert hilum[25, 20, 12] and hilum[25, 20, 28]  # beside the main bronchi
-    assert not hilum[2, 20, 12]  # beside the lobar bronchus 54 mm below the carina
+    box, near = hilum(airway, sp, AirwayConfig())
+    zone = np.zeros(airway.shape, bool)
+    zone[box] = near
+    assert zone[25, 20, 12] and zone[25, 20, 28]  # beside the main bronchi
+    assert not zone[2, 20, 12]  # beside the lobar bronchus 54 mm below the carina
     # A tree that never splits: its lowest 30 mm.
-    assert _carina(airway[30:]) is None
-    box, near = _hilum(airway[30:], sp)
+    assert carina(airway[30:]) is None
+    box, near = hilum(airway[30:], sp, AirwayConfig())
     assert near.any() and box[0].start == 0

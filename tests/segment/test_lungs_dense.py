@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from conftest import to_image, toy_chest
 
 from lesionquant.segment import segment_lungs
+from lesionquant.synth import make_phantom
 
 SP = (5.0, 3.0, 3.0)
 
@@ -16,8 +17,7 @@ SP = (5.0, 3.0, 3.0)
 @pytest.fixture(scope="module")
 def phantom_result():
     """A 20 % lesion phantom at 1.9 x 1.9 x 3 mm, its truth, HU and predicted lungs."""
-    synth = pytest.importorskip("lesionquant.synth")
-    ph = synth.make_phantom(size_xyz=(192, 192, 100), spacing_mm=(1.9, 1.9, 3.0), seed=0,
+    ph = make_phantom(size_xyz=(192, 192, 100), spacing_mm=(1.9, 1.9, 3.0), seed=0,
                             lesion_burden_pct=20.0)
     truth = sitk.GetArrayFromImage(ph.labels)
     hu = sitk.GetArrayFromImage(ph.image)

@@ -23,6 +23,7 @@ from lesionquant.qa._display import (
     window_uint8,
 )
 from lesionquant.qa._outdir import ScanEntry
+from lesionquant.segment import LUNG_LABELS, Label
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class ViewVolume:
     @classmethod
     def build(cls, vol: DisplayVolume) -> ViewVolume:
         lab = vol.labels
-        ggo = np.count_nonzero(lab == 3, axis=(1, 2))
-        con = np.count_nonzero(lab == 4, axis=(1, 2))
+        ggo = np.count_nonzero(lab == Label.GGO, axis=(1, 2))
+        con = np.count_nonzero(lab == Label.CONSOLIDATION, axis=(1, 2))
         zs = np.flatnonzero(vol.lung.any(axis=(1, 2)))
         rng = (int(zs[0]), int(zs[-1])) if zs.size else (0, lab.shape[0] - 1)
         return cls(vol, ggo, con, rng)
@@ -115,7 +116,7 @@ class ViewVolume:
             lab = np.repeat(np.repeat(lab, scale, axis=0), scale, axis=1)
         rgba = fill_rgba(lab)
         lut = np.zeros(256, dtype=bool)
-        lut[[1, 2, 3, 4]] = True
+        lut[list(LUNG_LABELS)] = True
         lung = lut[lab]
         edge = lung & ~ndimage.binary_erosion(lung, iterations=max(1, scale // 3))
         h = COLOURS["lung"].lstrip("#")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lesionquant.qa.review._server import ReviewServer, refresh_tables, serve_review
+from lesionquant.review._server import ReviewServer, refresh_tables, serve_review
 
 __all__ = ["ReviewServer", "refresh_tables", "serve_review"]

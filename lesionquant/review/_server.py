@@ -43,7 +43,8 @@ from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._patients import visits_by_patient
 from lesionquant.qa._verdicts import VERDICTS, load_verdicts, save_verdict
-from lesionquant.qa.review._volumes import VolumeCache, match_inputs
+from lesionquant.review._volumes import VolumeCache, match_inputs
+from lesionquant.segment import Label
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ HOST = "127.0.0.1"
 _STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 _ROUTE = re.compile(r"^/api/scans/(?P<id>[^/]+)(?:/(?P<what>ct|overlay)/(?P<k>\d+)\.png"
                     r"|/(?P<probe>hu)/(?P<pk>\d+)|/(?P<leaf>montage\.png|verdict))?$")
-_LABEL_NAMES = {0: "", 1: "right lung", 2: "left lung", 3: "GGO", 4: "consolidation",
-                5: "airway"}
+_LABEL_NAMES = {Label.BACKGROUND: "", Label.RIGHT_LUNG: "right lung",
+                Label.LEFT_LUNG: "left lung", Label.GGO: "GGO",
+                Label.CONSOLIDATION: "consolidation", Label.AIRWAY: "airway"}
 _MAX_BODY = 64 * 1024
 #: Seconds a client may stall on a connection before it is closed.
 SOCKET_TIMEOUT_S = 20.0
@@ -62,7 +64,7 @@ _MAX_JSON_DEPTH = 8
 
 
 def _static(name: str) -> bytes:
-    return importlib.resources.files("lesionquant.qa.review").joinpath(
+    return importlib.resources.files("lesionquant.review").joinpath(
         "static", name).read_bytes()
 
 

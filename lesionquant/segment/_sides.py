@@ -1,4 +1,5 @@
-"""Reading lesion label maps back as lung sides (1 right, 2 left)."""
+"""Reading lesion label maps back as lung sides (1 right, 2 left), for every method and
+for the measurements (public as :func:`lesionquant.segment.lesion_sides`)."""
 
 from __future__ import annotations
 
