@@ -8,13 +8,13 @@ also importable on its own (:func:`lesionquant.segment.segment_lungs`,
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lesionquant._version import __version__
-from lesionquant.errors import WeightsError
 from lesionquant.scan import Scan
 from lesionquant.settings import Method, Settings
 
@@ -65,19 +65,27 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     t0 = time.perf_counter()
     scan = _load(source)
     timings["load"] = time.perf_counter() - t0
+    weights_sha256 = None
     if s.method is Method.MODEL:
-        device = resolve_device(s.device)
-        raise WeightsError(
-            f"the learned model is not shipped yet (device {device}); use method='classical'",
-            source=scan.source,
+        from lesionquant.segment.model import (
+            load_model,
+            segment_lesions_model,
+            segment_lungs_model,
         )
-    device = "cpu"  # the classical pipeline runs on the CPU whatever settings.device says
+
+        device = resolve_device(s.device)
+        weights_sha256 = load_model(device).sha256
+        lung_stage = functools.partial(segment_lungs_model, device=device)
+        lesion_stage = functools.partial(segment_lesions_model, device=device)
+    else:
+        device = "cpu"  # the classical pipeline runs on the CPU whatever settings.device says
+        lung_stage, lesion_stage = segment_lungs, segment_lesions
     with _collect_warnings("lesionquant.segment") as stage_warnings:
         t0 = time.perf_counter()
-        lungs = segment_lungs(scan.image, s)
+        lungs = lung_stage(scan.image, s)
         timings["lungs"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        labelmap = segment_lesions(scan.image, lungs, s)
+        labelmap = lesion_stage(scan.image, lungs, s)
         timings["lesions"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     numbers = measure(scan.image, labelmap, lungs)
@@ -91,7 +99,7 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
         timings_s=timings,
         warnings=(*scan.warnings, *stage_warnings),
         series_uid=scan.identifiers.series_uid,
-        weights_sha256=None,
+        weights_sha256=weights_sha256,
     )
     logger.info("%s: lung %.0f mL, lesion %.2f %% (%.1f s)", scan.source, numbers["lung_ml"],
                 numbers["lesion_pct"], timings["total"])

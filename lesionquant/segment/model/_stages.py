@@ -1,0 +1,167 @@
+"""The learned lung and lesion stages (``method="model"``).
+
+One forward pass of the network per scan gives both the lung and the lesion labels; the
+lung stage runs it and keeps the lesion labels for the lesion stage of the same image (a
+one-entry cache keyed by the image's voxels, geometry, device and weights).
+
+* Lungs: the lung head's most probable class (1 right, 2 left; lesions are lung),
+  connected parts smaller than :data:`MIN_PART_FRACTION` of the largest dropped.
+* Lesions: the lesion head's lesion pixels inside the lungs, split into GGO and
+  consolidation by HU (``classes="hu"``: consolidation at or above the start of
+  ``Settings.consolidation_hu``, the reproducible default for the endpoint) or by the
+  network's own region class (``classes="learned"``: the experts' definition, air
+  bronchograms inside consolidation), then lesions below ``Settings.min_lesion_volume_ml``
+  dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from lesionquant.settings import Settings
+
+__all__ = ["MIN_PART_FRACTION", "model_labels", "segment_lesions_model", "segment_lungs_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Lung parts (3D connected) with fewer voxels than this fraction of the largest are
+#: dropped (specks in the bowel or outside the body).
+MIN_PART_FRACTION = 0.02
+#: Slices per forward pass: memory is about 60 MB per 512 x 512 slice on the CPU.
+BATCH_SLICES = 8
+
+_lock = threading.Lock()
+_last: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+
+
+def _key(arr: np.ndarray, image: sitk.Image, device: str, name: str) -> str:
+    h = hashlib.blake2b(np.ascontiguousarray(arr).view(np.uint8), digest_size=16)
+    h.update(repr((image.GetSpacing(), image.GetOrigin(), image.GetDirection(), device,
+                   name)).encode())
+    return h.hexdigest()
+
+
+def _orientation(image: sitk.Image) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+        image.GetDirection())
+
+
+def model_labels(image: sitk.Image, device: str = "cpu",
+                 name: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Raw network labels of a scan, in the image's own index order.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        3D CT in HU.
+    device : str
+        Resolved device (``"cpu"`` or ``"cuda:N"``).
+    name : str, optional
+        Weights name (default :data:`~lesionquant.segment.model.DEFAULT_WEIGHTS`).
+
+    Returns
+    -------
+    lung, lesion : (Z, Y, X) ndarray of uint8
+        Lung head (0/1 right/2 left) and lesion head (0 none, 1 GGO, 2 consolidation).
+    sha256 : str
+        sha256 of the weights that made them.
+    """
+    from lesionquant.segment.model._infer import predict_labels
+    from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
+
+    name = name or DEFAULT_WEIGHTS
+    model = load_model(device, name)
+    upright = sitk.DICOMOrient(image, "LPS")  # rows anterior->posterior, cols right->left
+    hu = sitk.GetArrayViewFromImage(upright)
+    key = _key(hu, upright, device, name)
+    with _lock:
+        hit = _last.get(key)
+    if hit is None:
+        sx, sy = upright.GetSpacing()[:2]
+        lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
+                                      batch=BATCH_SLICES)
+        hit = (lung, lesion, model.sha256)
+        with _lock:
+            _last.clear()
+            _last[key] = hit
+    lung, lesion, sha = hit
+    code = _orientation(image)
+    if code != "LPS":  # back to the caller's index order
+        out = []
+        for a in (lung, lesion):
+            im = sitk.GetImageFromArray(a)
+            im.CopyInformation(upright)
+            out.append(sitk.GetArrayFromImage(sitk.DICOMOrient(im, code)))
+        lung, lesion = out
+    return lung, lesion, sha
+
+
+def _drop_small_parts(lung: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(lung > 0)
+    if n <= 1:
+        return lung
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    keep = sizes >= MIN_PART_FRACTION * sizes.max()
+    return np.where(keep[lab], lung, 0).astype(np.uint8)
+
+
+def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(image)
+    return out
+
+
+def segment_lungs_model(image: sitk.Image, settings: Settings | None = None, *,
+                        device: str = "cpu") -> sitk.Image:
+    """Lung labels (0 background, 1 right, 2 left) by the network; see the module notes."""
+    lung, _, _ = model_labels(image, device)
+    return _like(_drop_small_parts(lung), image)
+
+
+def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
+                          settings: Settings | None = None, *, device: str = "cpu",
+                          classes: str = "hu") -> sitk.Image:
+    """Label map 0-4 (lungs from ``lungs``, 3 GGO, 4 consolidation) by the network.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        3D CT in HU.
+    lungs : SimpleITK.Image
+        Lung labels (1 right, 2 left) in the image's grid, from any lung stage.
+    settings : Settings, optional
+        ``consolidation_hu`` (HU split) and ``min_lesion_volume_ml``.
+    device : str
+        Resolved device.
+    classes : {"hu", "learned"}
+        How lesion pixels are split into GGO and consolidation (module notes).
+    """
+    if classes not in ("hu", "learned"):
+        raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
+    s = settings or Settings()
+    _, lesion_cls, _ = model_labels(image, device)
+    lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
+    lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
+    lesion = (lesion_cls > 0) & (lung > 0)
+    if lesion.any() and s.min_lesion_volume_ml > 0:
+        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        lab, _ = ndi.label(lesion)
+        sizes = np.bincount(lab.ravel()) * voxel_ml
+        sizes[0] = 0
+        lesion = (sizes >= s.min_lesion_volume_ml)[lab] & lesion
+    if classes == "hu":
+        hu = sitk.GetArrayViewFromImage(image)
+        cons = lesion & (hu >= s.consolidation_hu[0])
+    else:
+        cons = lesion & (lesion_cls == 2)
+    out = lung.copy()
+    out[lesion] = 3
+    out[cons] = 4
+    return _like(out, image)
