@@ -22,6 +22,7 @@ Synthetic (:func:`build_synthetic`): phantoms of :func:`lesionquant.synth.make_p
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,9 @@ from lesionquant.segment.model import SPACING_MM
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = (REPO / ".." / "shared" / "data" / "chest").resolve()
-if not DATA.is_dir():  # worktrees live next to /work/shared
+#: The real data (``$LESIONQUANT_DATA`` or ``../shared/data`` beside the repository).
+DATA = Path(os.environ.get("LESIONQUANT_DATA") or REPO.parent / "shared" / "data") / "chest"
+if not DATA.is_dir() and Path("/work/shared/data/chest").is_dir():  # git worktrees
     DATA = Path("/work/shared/data/chest")
 MEDSEG = DATA / "medseg-covid-2d-ggo-consolidation"
 UNLABELLED = DATA / "covid-ct-seg-unlabeled-slices"

@@ -208,8 +208,12 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           medseg_per_batch: int = 5, synth_per_batch: int = 3, crop: int = 128,
           base: int = 16, lr: float = 2e-3, val_every: int = 100, ckpt_every: int = 25,
           threads: int = 2, synth: list[D.Slice] | None = None,
-          medseg: list[D.Slice] | None = None) -> LesionNet:
-    """Train (or resume) one run; returns the network. See the module docstring."""
+          medseg: list[D.Slice] | None = None, stop_after: int | None = None) -> LesionNet:
+    """Train (or resume) one run; returns the network. See the module docstring.
+
+    ``synth`` / ``medseg`` replace the data of :mod:`models.data` (tests); ``stop_after``
+    stops after that many steps as an interruption would (after its checkpoint).
+    """
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -244,7 +248,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     net.train()
     log = (run / "log.jsonl").open("a")
     t0 = time.perf_counter()
-    for i in range(start, steps):
+    for i in range(start, steps if stop_after is None else min(steps, stop_after)):
         rng = np.random.default_rng([seed, i])
         torch.manual_seed(seed * 1_000_003 + i)
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
@@ -255,7 +259,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         loss.backward()
         opt.step()
         sched.step()
-        rec = {"step": i + 1, "loss": round(float(loss), 5), "lr": sched.get_last_lr()[0],
+        rec = {"step": i + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
                "s": round(time.perf_counter() - t0, 1)}
         if val_med and ((i + 1) % val_every == 0 or i + 1 == steps):
             rec["val"] = summary(evaluate_medseg(net, val_med))
@@ -264,11 +268,11 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         log.flush()
         if (i + 1) % 10 == 0:
             logger.info("step %d loss %.4f (%.1f s)", i + 1, float(loss), rec["s"])
-        if (i + 1) % ckpt_every == 0 or i + 1 == steps:
+        if (i + 1) % ckpt_every == 0 or i + 1 in (steps, stop_after):
             _save(ckpt, {"model": net.state_dict(), "opt": opt.state_dict(),
                          "sched": sched.state_dict(), "step": i + 1})
     log.close()
-    if val_med:
+    if val_med and (stop_after is None or stop_after >= steps):
         rows = evaluate_medseg(net, val_med)
         (run / "val.json").write_text(json.dumps({"summary": summary(rows), "rows": rows},
                                                  indent=1))

@@ -4,8 +4,9 @@ One forward pass of the network per scan gives both the lung and the lesion labe
 lung stage runs it and keeps the lesion labels for the lesion stage of the same image (a
 one-entry cache keyed by the image's voxels, geometry, device and weights).
 
-* Lungs: the lung head's most probable class (1 right, 2 left; lesions are lung),
-  connected parts smaller than :data:`MIN_PART_FRACTION` of the largest dropped.
+* Lungs: the lung head's lung pixels (either side; lesions are lung), connected parts
+  smaller than :data:`MIN_PART_FRACTION` of the largest dropped, split into right and left
+  as the classical stage splits its lungs.
 * Lesions: the lesion head's lesion pixels inside the lungs, split into GGO and
   consolidation by HU (``classes="hu"``: consolidation at or above the start of
   ``Settings.consolidation_hu``, the reproducible default for the endpoint) or by the
@@ -52,6 +53,40 @@ def _orientation(image: sitk.Image) -> str:
         image.GetDirection())
 
 
+def _predict(image: sitk.Image, device: str,
+             name: str | None) -> tuple[sitk.Image, np.ndarray, np.ndarray, str]:
+    """(upright LPS image, lung head labels, lesion head labels, weights sha256)."""
+    from lesionquant.segment.model._infer import predict_labels
+    from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
+
+    name = name or DEFAULT_WEIGHTS
+    model = load_model(device, name)
+    upright = sitk.DICOMOrient(image, "LPS")  # rows anterior->posterior, cols right->left
+    hu = sitk.GetArrayViewFromImage(upright)
+    key = _key(hu, upright, device, name)
+    with _lock:
+        hit = _last.get(key)
+    if hit is None:
+        sx, sy = upright.GetSpacing()[:2]
+        lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
+                                      batch=BATCH_SLICES)
+        hit = (lung, lesion, model.sha256)
+        with _lock:
+            _last.clear()
+            _last[key] = hit
+    return upright, *hit
+
+
+def _back(arr: np.ndarray, upright: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """An array of the upright grid in ``image``'s index order."""
+    code = _orientation(image)
+    if code == "LPS":
+        return arr
+    im = sitk.GetImageFromArray(arr)
+    im.CopyInformation(upright)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(im, code))
+
+
 def model_labels(image: sitk.Image, device: str = "cpu",
                  name: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Raw network labels of a scan, in the image's own index order.
@@ -72,44 +107,28 @@ def model_labels(image: sitk.Image, device: str = "cpu",
     sha256 : str
         sha256 of the weights that made them.
     """
-    from lesionquant.segment.model._infer import predict_labels
-    from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
-
-    name = name or DEFAULT_WEIGHTS
-    model = load_model(device, name)
-    upright = sitk.DICOMOrient(image, "LPS")  # rows anterior->posterior, cols right->left
-    hu = sitk.GetArrayViewFromImage(upright)
-    key = _key(hu, upright, device, name)
-    with _lock:
-        hit = _last.get(key)
-    if hit is None:
-        sx, sy = upright.GetSpacing()[:2]
-        lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
-                                      batch=BATCH_SLICES)
-        hit = (lung, lesion, model.sha256)
-        with _lock:
-            _last.clear()
-            _last[key] = hit
-    lung, lesion, sha = hit
-    code = _orientation(image)
-    if code != "LPS":  # back to the caller's index order
-        out = []
-        for a in (lung, lesion):
-            im = sitk.GetImageFromArray(a)
-            im.CopyInformation(upright)
-            out.append(sitk.GetArrayFromImage(sitk.DICOMOrient(im, code)))
-        lung, lesion = out
-    return lung, lesion, sha
+    upright, lung, lesion, sha = _predict(image, device, name)
+    return _back(lung, upright, image), _back(lesion, upright, image), sha
 
 
-def _drop_small_parts(lung: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(lung > 0)
-    if n <= 1:
-        return lung
+def _lung_sides(lung: np.ndarray, hu: np.ndarray,
+                spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Network lung mask (either side) -> 1 right / 2 left, small parts dropped.
+
+    The sides are assigned as the classical lung stage does (the two largest parts, or
+    erosion cores of joined lungs, each voxel to the nearest core), which stays right
+    where the network's own side channel hesitates near the anterior junction."""
+    from lesionquant.segment._lungs import _split
+
+    mask = lung > 0
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros(lung.shape, np.uint8)
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     keep = sizes >= MIN_PART_FRACTION * sizes.max()
-    return np.where(keep[lab], lung, 0).astype(np.uint8)
+    mask = keep[lab]
+    return _split(lab, keep, mask, hu > -500, spacing_zyx)
 
 
 def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
@@ -121,8 +140,10 @@ def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
 def segment_lungs_model(image: sitk.Image, settings: Settings | None = None, *,
                         device: str = "cpu") -> sitk.Image:
     """Lung labels (0 background, 1 right, 2 left) by the network; see the module notes."""
-    lung, _, _ = model_labels(image, device)
-    return _like(_drop_small_parts(lung), image)
+    upright, lung, _, _ = _predict(image, device, None)
+    hu = sitk.GetArrayViewFromImage(upright)
+    sides = _lung_sides(lung, hu, upright.GetSpacing()[::-1])  # x index towards the left
+    return _like(_back(sides, upright, image), image)
 
 
 def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
