@@ -160,3 +160,25 @@ def test_training_resumes_to_the_same_state(tmp_path, phantom):
     losses = [json.loads(x)["loss"] for x in (tmp_path / "a" / "log.jsonl").read_text()
               .splitlines()]
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+@pytest.mark.slow
+def test_the_built_wheel_holds_the_weights(tmp_path):
+    """``pip install .`` installs the weights: the wheel holds the file and the registry,
+    and the file's sha256 is the registry's."""
+    import hashlib
+    import subprocess
+    import zipfile
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.rmtree(REPO / "build", ignore_errors=True)
+    (wheel,) = tmp_path.glob("lesionquant-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        reg = json.loads(z.read("lesionquant/segment/model/weights/registry.json"))
+        info = reg[DEFAULT_WEIGHTS]
+        blob = z.read(f"lesionquant/segment/model/weights/{info['file']}")
+    assert hashlib.sha256(blob).hexdigest() == info["sha256"] == weights_info()["sha256"]
+    assert len(blob) < 20e6

@@ -1,0 +1,207 @@
+"""Model vs classical, side by side (the numbers of ``models/README.md``).
+
+    python -m models.evaluate_model medseg    # cross-validated MedSeg table (fold runs)
+    python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
+
+``medseg``: every MedSeg slice is scored by the fold model that did not train on it
+(``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
+:func:`lesionquant.evaluate.medseg_image`, the protocol of ``lesionquant evaluate``). Model
+rows: the lesion head alone ("head") and inside the model's own lung mask ("pipeline"),
+GGO/consolidation by the learned class and by HU (consolidation >= -300 HU inside the
+lesion). Mean per-slice Dice over the slices holding the class, and pooled Dice.
+
+``synthetic``: the shipped weights (``quantify(method="model")``) against the classical
+method on :mod:`lesionquant.evaluate`'s phantoms (evaluation seeds, never trained on),
+lesions inserted into the real chest CTs (evaluation seeds 0-1; the hosts lungmask slice and
+the COPD 2-slice crop were training hosts with other seeds), the real CTs without COVID-19,
+the sample scans, and the TCIA COVID-19 slices (overlays with ``--figures``).
+Results go to ``models/results/*.json`` and markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from lesionquant.segment.model import LesionNet
+from lesionquant.segment.model._infer import predict_labels
+from models import data as D
+from models.train import CONS_HU, dice
+
+logger = logging.getLogger("models.evaluate_model")
+RESULTS = D.REPO / "models" / "results"
+CLASSES = ("lesion", "ggo", "cons")
+
+
+def _load_run(run: Path) -> LesionNet:
+    meta = json.loads((run / "meta.json").read_text())
+    net = LesionNet(**meta["config"])
+    net.load_state_dict(torch.load(run / "ckpt.pt", map_location="cpu",
+                                   weights_only=True)["model"])
+    return net.eval()
+
+
+def _masks(truth: np.ndarray, pred_les: np.ndarray, hu: np.ndarray,
+           lung: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
+    """Predicted masks per variant (learned / HU split, head / pipeline)."""
+    out = {}
+    for where in ("head", "pipeline") if lung is not None else ("head",):
+        les = pred_les > 0
+        if where == "pipeline":
+            les = les & (lung > 0)
+        cons_hu = les & (hu >= CONS_HU)
+        out[f"model_{where}_learned"] = {"lesion": les, "ggo": les & (pred_les == 1),
+                                         "cons": les & (pred_les == 2)}
+        out[f"model_{where}_hu"] = {"lesion": les, "ggo": les & ~cons_hu, "cons": cons_hu}
+    return out
+
+
+def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> dict:
+    """Per fold and overall: mean per-slice Dice over slices holding the class; pooled."""
+    res: dict = {}
+    for v in variants:
+        res[v] = {}
+        for f in [*sorted(set(fold_of.values())), "all"]:
+            sel = [r for r in rows if f == "all" or fold_of[r["slice"]] == f]
+            entry = {}
+            for c in CLASSES:
+                held = [r for r in sel if r["t"][c] > 0]
+                entry[f"{c}_dice"] = float(np.mean([r[v][c]["dice"] for r in held]))
+                inter = sum(r[v][c]["inter"] for r in sel)
+                tot = sum(r["t"][c] + r[v][c]["pred"] for r in sel)
+                entry[f"{c}_pooled"] = 2 * inter / tot if tot else float("nan")
+                entry[f"n_{c}"] = len(held)
+            res[v][str(f)] = entry
+    return res
+
+
+def medseg(runs: Path, k: int = 5) -> dict:
+    """The cross-validated MedSeg table (see the module docstring)."""
+    from lesionquant.api import quantify
+    from lesionquant.errors import LesionQuantError
+    from lesionquant.evaluate import medseg_image
+    from lesionquant.settings import Settings
+
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    rows = []
+    for f in range(k):
+        if not (runs / f"fold{f}" / "val.json").exists():  # a fold not (fully) trained
+            logger.warning("fold %d: no finished run in %s, left out", f, runs)
+            continue
+        net = _load_run(runs / f"fold{f}")
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            lung, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
+            truth = s.lesion
+            t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
+            variants = _masks(truth, les[0], s.hu, lung[0])
+            try:
+                res = quantify(medseg_image(D.MEDSEG / "images" / f"{sid}.jpg"),
+                               Settings(method="classical"))
+                cl = sitk.GetArrayFromImage(res.labelmap)[0]
+            except LesionQuantError:
+                cl = np.zeros(truth.shape, np.uint8)
+            variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for v, masks in variants.items():
+                row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
+                              "pred": int(masks[c].sum())} for c in CLASSES}
+            rows.append(row)
+            logger.info("%s fold %d: model %.3f classical %.3f", sid, f,
+                        row["model_head_learned"]["lesion"]["dice"],
+                        row["classical"]["lesion"]["dice"])
+    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]
+    fold_of = {r["slice"]: r["fold"] for r in rows}
+    out = {"summary": _score(rows, variants, fold_of), "rows": rows,
+           "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"medseg_cv_{runs.name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def medseg_markdown(out: dict) -> str:
+    """Tables: per fold (mean per-slice Dice) and overall (mean and pooled)."""
+    s = out["summary"]
+    lines = ["| method | fold | lesion | GGO | consolidation |", "|---|---|---|---|---|"]
+    for v in s:
+        for f, e in s[v].items():
+            lines.append(f"| {v} | {f} | {e['lesion_dice']:.3f} | {e['ggo_dice']:.3f} | "
+                         f"{e['cons_dice']:.3f} |")
+    lines += ["", "| method | lesion mean | GGO mean | cons. mean | lesion pooled | "
+              "GGO pooled | cons. pooled |", "|---|---|---|---|---|---|---|"]
+    for v in s:
+        e = s[v]["all"]
+        lines.append(f"| {v} | {e['lesion_dice']:.3f} | {e['ggo_dice']:.3f} | "
+                     f"{e['cons_dice']:.3f} | {e['lesion_pooled']:.3f} | "
+                     f"{e['ggo_pooled']:.3f} | {e['cons_pooled']:.3f} |")
+    return "\n".join(lines)
+
+
+def sample_table(settings) -> object:
+    """The sample scans (``sample_scans/``): lesion % against the manifest."""
+    from lesionquant.api import quantify
+    from lesionquant.evaluate import Table
+
+    man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
+    table = Table("Sample scans (synthetic, sample_scans/manifest.json)")
+    for case in man["cases"]:
+        res = quantify(D.REPO / "sample_scans" / case["dicom"], settings)
+        table.rows.append({"case": case["case"], "true_lesion_pct": case["lesion_pct"],
+                           "lesion_pct": res["lesion_pct"],
+                           "lesion_err_pp": res["lesion_pct"] - case["lesion_pct"],
+                           "lung_ml_err_pct": 100 * (res["lung_ml"] - case["lung_ml"])
+                           / case["lung_ml"]})
+    return table
+
+
+def synthetic(figures: Path | None) -> dict:
+    """Phantoms, insertion, healthy CT and TCIA slices, model vs classical."""
+    from lesionquant import evaluate as E
+    from lesionquant.settings import Settings
+
+    out: dict = {}
+    for method in ("model", "classical"):
+        s = Settings(method=method, device="cpu")
+        tables = [
+            E.phantom_table((0, 1), (5.0, 20.0), (256, 256, 60), (1.4, 1.4, 5.0), s),
+            E.insertion_table(D.DATA, (0, 1), (5.0, 20.0), s),
+            E.normal_table(D.DATA, s),
+            sample_table(s),
+        ]
+        fig = figures / method if figures else None
+        if fig:
+            fig.mkdir(parents=True, exist_ok=True)
+        tables.append(E.tcia_table(D.DATA / "tcia-covid19-ny-sbu-axial-slices", fig, s))
+        out[method] = [{"title": t.title, "rows": t.rows, "md": t.markdown()} for t in tables]
+        for t in tables:
+            print(f"\n### {method}: {t.title}\n\n{t.markdown()}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "synthetic.json").write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["medseg", "synthetic"])
+    p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
+    p.add_argument("--figures", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(a.threads)
+    if a.what == "medseg":
+        print(medseg_markdown(medseg(a.runs)))
+    else:
+        synthetic(a.figures)
+
+
+if __name__ == "__main__":
+    main()
