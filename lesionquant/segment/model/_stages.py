@@ -37,6 +37,10 @@ MIN_PART_FRACTION = 0.02
 #: Slices per forward pass: memory is about 60 MB per 512 x 512 slice on the CPU.
 BATCH_SLICES = 8
 
+#: On thinner slices the network runs on slices this far apart, mm, and the slices between
+#: get interpolated logits (``_infer.slices_to_run``).
+Z_STEP_MM = 2.0
+
 _lock = threading.Lock()
 _last: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
 
@@ -67,9 +71,10 @@ def _predict(image: sitk.Image, device: str,
     with _lock:
         hit = _last.get(key)
     if hit is None:
-        sx, sy = upright.GetSpacing()[:2]
+        sx, sy, sz = upright.GetSpacing()
         lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
-                                      batch=BATCH_SLICES)
+                                      batch=BATCH_SLICES, spacing_z_mm=sz,
+                                      z_step_mm=Z_STEP_MM)
         hit = (lung, lesion, model.sha256)
         with _lock:
             _last.clear()
