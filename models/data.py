@@ -11,8 +11,9 @@ at the network's in-plane spacing :data:`lesionquant.segment.model.SPACING_MM`:
 Sources
 -------
 MedSeg (``../shared/data/chest/medseg-covid-2d-ggo-consolidation``): 65 expert slices,
-8-bit JPEG mapped to HU with :func:`lesionquant.evaluate.medseg_image` (window W1500/L-350,
-0.7 mm pixels assumed); the window is augmented in training (level +-100 HU, width +-20 %).
+8-bit JPEG mapped to HU with the fixed window :data:`MEDSEG_WINDOW` (W1500/L-350, as
+``lesionquant evaluate`` did when this model was trained; 0.7 mm pixels assumed); the
+window is augmented in training (level +-100 HU, width +-20 %).
 Synthetic (:func:`build_synthetic`): phantoms of :func:`lesionquant.synth.make_phantom`
 (seeds from 1000, never the evaluation seeds 0-2) and lesions inserted with
 :func:`lesionquant.synth.insert_lesions` (seeds from 1000) into two real hosts, cached as
@@ -73,15 +74,41 @@ def folds(ids: list[str], k: int = 5) -> list[list[str]]:
     return [list(b) for b in np.array_split(np.array(sorted(ids)), k)]
 
 
+#: The JPEG-to-HU window the model was trained and cross-validated with, (width, level)
+#: HU: HU = gray / 255 * 1500 - 1100 (``lesionquant.evaluate.MEDSEG_WINDOW`` of this
+#: training; pinned here so that a change of evaluate's mapping does not change the
+#: training data silently). Augmented in training by +-100 HU level and +-20 % width.
+MEDSEG_WINDOW = (1500.0, -350.0)
+
+
+def medseg_hu(sid: str) -> np.ndarray:
+    """MedSeg slice ``sid`` as upright HU with :data:`MEDSEG_WINDOW`."""
+    from PIL import Image
+
+    from lesionquant.evaluate import _medseg_upright
+
+    with Image.open(MEDSEG / "images" / f"{sid}.jpg") as im:
+        gray = np.asarray(im.convert("L"), dtype=np.float32)
+    width, level = MEDSEG_WINDOW
+    return _medseg_upright(gray / 255.0 * width + (level - width / 2.0)).astype(np.float32)
+
+
+def medseg_image(sid: str) -> sitk.Image:
+    """:func:`medseg_hu` as a one-slice image at :data:`MEDSEG_MM` pixels (1 mm slice)."""
+    img = sitk.GetImageFromArray(medseg_hu(sid)[None])
+    img.SetSpacing((MEDSEG_MM, MEDSEG_MM, 1.0))
+    return img
+
+
 def load_medseg(ids: list[str] | None = None) -> list[Slice]:
     """MedSeg slices as upright HU (fixed window) with expert lesion classes."""
     from PIL import Image
 
-    from lesionquant.evaluate import _medseg_upright, medseg_image
+    from lesionquant.evaluate import _medseg_upright
 
     out = []
     for sid in ids or medseg_ids():
-        hu = sitk.GetArrayFromImage(medseg_image(MEDSEG / "images" / f"{sid}.jpg"))[0]
+        hu = medseg_hu(sid)
         with Image.open(MEDSEG / "masks" / f"{sid}.png") as im:
             les = _medseg_upright(np.asarray(im)).astype(np.uint8)
         out.append(Slice(sid, hu.astype(np.float32), np.full(les.shape, UNKNOWN, np.uint8),

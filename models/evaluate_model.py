@@ -5,7 +5,8 @@
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
-:func:`lesionquant.evaluate.medseg_image`, the protocol of ``lesionquant evaluate``). Model
+:func:`models.data.medseg_image`: the fixed window of ``lesionquant evaluate`` at
+training time, the same HU for both methods). Model
 rows: the lesion head alone ("head") and inside the model's own lung mask ("pipeline"),
 GGO/consolidation by the learned class and by HU (consolidation >= -300 HU inside the
 lesion). Mean per-slice Dice over the slices holding the class, and pooled Dice.
@@ -85,7 +86,6 @@ def medseg(runs: Path, k: int = 5) -> dict:
     """The cross-validated MedSeg table (see the module docstring)."""
     from lesionquant.api import quantify
     from lesionquant.errors import LesionQuantError
-    from lesionquant.evaluate import medseg_image
     from lesionquant.settings import Settings
 
     ids = D.medseg_ids()
@@ -104,8 +104,7 @@ def medseg(runs: Path, k: int = 5) -> dict:
             t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
             variants = _masks(truth, les[0], s.hu, lung[0])
             try:
-                res = quantify(medseg_image(D.MEDSEG / "images" / f"{sid}.jpg"),
-                               Settings(method="classical"))
+                res = quantify(D.medseg_image(sid), Settings(method="classical"))
                 cl = sitk.GetArrayFromImage(res.labelmap)[0]
             except LesionQuantError:
                 cl = np.zeros(truth.shape, np.uint8)

@@ -39,8 +39,8 @@ from models import data as D
 
 logger = logging.getLogger("models.train")
 
-#: HU window assumed for the MedSeg JPEGs (lesionquant.evaluate.MEDSEG_WINDOW): width, level.
-W0, L0 = 1500.0, -350.0
+#: HU window assumed for the MedSeg JPEGs: width, level.
+W0, L0 = D.MEDSEG_WINDOW
 #: HU at or above which a lesion pixel is consolidation in the HU-band split.
 CONS_HU = -300.0
 
