@@ -144,47 +144,105 @@ def medseg_markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
-def sample_table(settings) -> object:
-    """The sample scans (``sample_scans/``): lesion % against the manifest."""
+def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list[dict]:
+    """Quantify ``image`` with both methods; rows with evaluate's comparison columns."""
     from lesionquant.api import quantify
-    from lesionquant.evaluate import Table
+    from lesionquant.evaluate import _compare
+    from lesionquant.settings import Settings
 
-    man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
-    table = Table("Sample scans (synthetic, sample_scans/manifest.json)")
-    for case in man["cases"]:
-        res = quantify(D.REPO / "sample_scans" / case["dicom"], settings)
-        table.rows.append({"case": case["case"], "true_lesion_pct": case["lesion_pct"],
-                           "lesion_pct": res["lesion_pct"],
-                           "lesion_err_pp": res["lesion_pct"] - case["lesion_pct"],
-                           "lung_ml_err_pct": 100 * (res["lung_ml"] - case["lung_ml"])
-                           / case["lung_ml"]})
-    return table
+    rows = []
+    for method in ("model", "classical"):
+        res = quantify(image, Settings(method=method, device="cpu"))
+        row = {**extra, "method": method}
+        if truth is not None:
+            pred = sitk.GetArrayFromImage(res.labelmap)
+            c = _compare(pred, truth, voxel_ml)
+            row.update({k: c[k] for k in ("true_lesion_pct", "lesion_pct", "lesion_err_pp",
+                                          "lesion_dice", "ggo_dice", "consolidation_dice",
+                                          "lung_dice", "cons_in_lung", "lung_ml_err_pct")})
+        else:
+            row.update({k: res[k] for k in ("lung_ml", "lesion_pct", "ggo_pct",
+                                            "consolidation_pct")})
+        row["time_s"] = res.provenance.timings_s["total"]
+        rows.append(row)
+        logger.info("%s", row)
+    return rows
 
 
 def synthetic(figures: Path | None) -> dict:
-    """Phantoms, insertion, healthy CT and TCIA slices, model vs classical."""
-    from lesionquant import evaluate as E
+    """Phantoms (evaluation seeds), lesions inserted into the real chest CTs (evaluation
+    seeds), the real CTs without COVID-19, the sample scans and the TCIA COVID-19 slices;
+    each case made once and measured by both methods."""
+    from lesionquant.evaluate import COPD_MASK, REAL_CHEST, _host_lungs, save_overlay
+    from lesionquant.io import load_scan
+    from lesionquant.scan import Scan
     from lesionquant.settings import Settings
+    from lesionquant.synth import insert_lesions, make_phantom
 
-    out: dict = {}
-    for method in ("model", "classical"):
-        s = Settings(method=method, device="cpu")
-        tables = [
-            E.phantom_table((0, 1), (5.0, 20.0), (256, 256, 60), (1.4, 1.4, 5.0), s),
-            E.insertion_table(D.DATA, (0, 1), (5.0, 20.0), s),
-            E.normal_table(D.DATA, s),
-            sample_table(s),
-        ]
-        fig = figures / method if figures else None
-        if fig:
-            fig.mkdir(parents=True, exist_ok=True)
-        tables.append(E.tcia_table(D.DATA / "tcia-covid19-ny-sbu-axial-slices", fig, s))
-        out[method] = [{"title": t.title, "rows": t.rows, "md": t.markdown()} for t in tables]
-        for t in tables:
-            print(f"\n### {method}: {t.title}\n\n{t.markdown()}", flush=True)
+    out: dict[str, list[dict]] = {"phantoms": [], "insertion": [], "healthy": [],
+                                  "samples": [], "tcia": []}
+    for seed in (0, 1):
+        for burden in (5.0, 20.0):
+            ph = make_phantom(size_xyz=(192, 192, 60), spacing_mm=(1.8667, 1.8667, 5.0),
+                              seed=seed, lesion_burden_pct=burden)
+            vox = float(np.prod(ph.image.GetSpacing())) / 1000
+            out["phantoms"] += _both(ph.image, sitk.GetArrayFromImage(ph.labels), vox,
+                                     {"seed": seed, "burden_pct": burden})
+    classical = Settings(method="classical")
+    for rel in REAL_CHEST[:4]:
+        scan = load_scan(D.DATA / rel)
+        mask = D.DATA / COPD_MASK if rel.startswith("cip-copd-chest-ct-64") else None
+        lungs = _host_lungs(scan.image, mask, classical)
+        for seed in (0, 1):
+            for burden in (5.0, 20.0):
+                ins = insert_lesions(scan.image, lungs, seed=seed, target_lesion_pct=burden)
+                vox = float(np.prod(ins.image.GetSpacing())) / 1000
+                out["insertion"] += _both(
+                    Scan(image=ins.image, source=str(rel)), sitk.GetArrayFromImage(ins.labels),
+                    vox, {"host": rel.split("/")[0], "seed": seed, "burden_pct": burden,
+                          "host_seen_in_training": rel in D.TRAIN_HOSTS})
+    for rel in REAL_CHEST:
+        out["healthy"] += _both(D.DATA / rel, None, 0.0, {"scan": rel.split("/")[-1]})
+    man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
+    for case in man["cases"]:
+        rows = _both(D.REPO / "sample_scans" / case["dicom"], None, 0.0,
+                     {"case": case["case"], "true_lesion_pct": case["lesion_pct"]})
+        for r in rows:
+            r["lesion_err_pp"] = r["lesion_pct"] - case["lesion_pct"]
+        out["samples"] += rows
+    from lesionquant.api import quantify
+
+    for dcm in sorted((D.DATA / "tcia-covid19-ny-sbu-axial-slices").glob("*.dcm")):
+        for method in ("model", "classical"):
+            res = quantify(dcm, Settings(method=method, device="cpu"))
+            out["tcia"].append({"slice": dcm.stem, "method": method,
+                                "lung_ml": res["lung_ml"], "lesion_pct": res["lesion_pct"],
+                                "ggo_pct": res["ggo_pct"],
+                                "consolidation_pct": res["consolidation_pct"]})
+            if figures is not None:
+                figures.mkdir(parents=True, exist_ok=True)
+                save_overlay(res, figures / f"{method}_tcia_{dcm.stem}.png",
+                             title=f"{method} {dcm.stem}: lesion {res['lesion_pct']:.1f} % "
+                                   f"(GGO {res['ggo_pct']:.1f}, cons. "
+                                   f"{res['consolidation_pct']:.1f}), lung "
+                                   f"{res['lung_ml']:.0f} mL")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "synthetic.json").write_text(json.dumps(out, indent=1, default=str))
+    for name, rows in out.items():
+        print(f"\n### {name}\n\n{_table(rows)}", flush=True)
     return out
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+                     + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows])
 
 
 def main() -> None:
