@@ -144,6 +144,33 @@ def medseg_markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
+#: Methods measured by ``synthetic`` ("hybrid": classical lungs + model lesions).
+METHODS: tuple[str, ...] = ("model", "classical")
+
+
+def _hybrid(source):
+    """Classical lungs, model lesions (HU split), as a :class:`lesionquant.measure.Result`."""
+    import time
+
+    from lesionquant.api import _load
+    from lesionquant.measure import Provenance, Result, measure
+    from lesionquant.segment import segment_lungs
+    from lesionquant.segment.model import load_model, segment_lesions_model
+    from lesionquant.settings import Settings
+
+    t0 = time.perf_counter()
+    scan = _load(source)
+    lungs = segment_lungs(scan.image)
+    labelmap = segment_lesions_model(scan.image, lungs)
+    numbers = measure(scan.image, labelmap, lungs)
+    prov = Provenance(version="", method="lungs:classical+lesions:model", device="cpu",
+                      settings=Settings().to_dict(),
+                      timings_s={"total": time.perf_counter() - t0}, warnings=(),
+                      series_uid="", weights_sha256=load_model("cpu").sha256)
+    return Result(measurements=numbers, labelmap=labelmap, lungs=lungs, scan=scan,
+                  provenance=prov)
+
+
 def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list[dict]:
     """Quantify ``image`` with both methods; rows with evaluate's comparison columns."""
     from lesionquant.api import quantify
@@ -151,8 +178,9 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
     from lesionquant.settings import Settings
 
     rows = []
-    for method in ("model", "classical"):
-        res = quantify(image, Settings(method=method, device="cpu"))
+    for method in METHODS:
+        res = (_hybrid(image) if method == "hybrid"
+               else quantify(image, Settings(method=method, device="cpu")))
         row = {**extra, "method": method}
         if truth is not None:
             pred = sitk.GetArrayFromImage(res.labelmap)
@@ -213,8 +241,9 @@ def synthetic(figures: Path | None) -> dict:
     from lesionquant.api import quantify
 
     for dcm in sorted((D.DATA / "tcia-covid19-ny-sbu-axial-slices").glob("*.dcm")):
-        for method in ("model", "classical"):
-            res = quantify(dcm, Settings(method=method, device="cpu"))
+        for method in METHODS:
+            res = (_hybrid(dcm) if method == "hybrid"
+                   else quantify(dcm, Settings(method=method, device="cpu")))
             out["tcia"].append({"slice": dcm.stem, "method": method,
                                 "lung_ml": res["lung_ml"], "lesion_pct": res["lesion_pct"],
                                 "ggo_pct": res["ggo_pct"],
@@ -227,7 +256,8 @@ def synthetic(figures: Path | None) -> dict:
                                    f"{res['consolidation_pct']:.1f}), lung "
                                    f"{res['lung_ml']:.0f} mL")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "synthetic.json").write_text(json.dumps(out, indent=1, default=str))
+    name = "synthetic" if METHODS == ("model", "classical") else "synthetic_" + "_".join(METHODS)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
     for name, rows in out.items():
         print(f"\n### {name}\n\n{_table(rows)}", flush=True)
     return out
@@ -248,6 +278,8 @@ def _table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("what", choices=["medseg", "synthetic"])
+    p.add_argument("--methods", default="model,classical",
+                   help="synthetic: comma-separated, of model, classical, hybrid")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
     p.add_argument("--figures", type=Path, default=None)
     p.add_argument("--threads", type=int, default=1)
@@ -257,6 +289,8 @@ def main() -> None:
     if a.what == "medseg":
         print(medseg_markdown(medseg(a.runs)))
     else:
+        global METHODS
+        METHODS = tuple(a.methods.split(","))
         synthetic(a.figures)
 
 
