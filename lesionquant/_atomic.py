@@ -9,16 +9,52 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "clean_stale_tmp", "write_bytes_atomic", "write_text_atomic"]
 
 
 def _tmp_name(path: Path, suffix: str = "") -> Path:
     # pid + random token: unique across processes and threads writing the same destination.
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
+
+
+_TMP_RE = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def clean_stale_tmp(folder: str | os.PathLike[str]) -> int:
+    """Remove the temp files of :func:`atomic_path` that a killed writer left in ``folder``.
+
+    Only files named like ours (``.<name>.<pid>.<8 hex>.tmp...``) whose writing process no
+    longer exists are removed, so a writer still running (a batch, another viewer) keeps its
+    file. Returns the number removed.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if m is None or not entry.is_file(follow_symlinks=False) or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

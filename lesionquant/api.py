@@ -21,9 +21,17 @@ from lesionquant.settings import Method, Settings
 if TYPE_CHECKING:  # pragma: no cover
     from lesionquant.measure import Result
 
-__all__ = ["quantify"]
+__all__ = ["PLAUSIBLE_LUNG_ML", "quantify"]
 
 logger = logging.getLogger(__name__)
+
+PLAUSIBLE_LUNG_ML = (1500.0, 10000.0)
+"""Lung volume of an adult chest CT covering both lungs, mL. Total lung capacity of adults is
+about 4-8 L; CT in inspiration measures 3-7.5 L, severe COVID-19 or fibrosis down to about
+2 L, hyperinflated COPD up to about 9.5 L. A volume outside this range means partial
+coverage, a child, an expiration scan of a small patient, or a wrong spacing: the result is
+kept but flagged (a ``lung volume implausible`` warning, in result.json, results.csv and the
+report)."""
 
 
 def quantify(source: Any, settings: Settings | None = None, **overrides: Any) -> Result:
@@ -91,6 +99,12 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     numbers = measure(scan.image, labelmap, lungs)
     timings["measure"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
+    lo, hi = PLAUSIBLE_LUNG_ML
+    if not lo <= numbers["lung_ml"] <= hi:
+        stage_warnings.append(
+            f"lung volume implausible for an adult chest CT: {numbers['lung_ml']:.0f} mL "
+            f"outside {lo:.0f}-{hi:.0f} mL (partial coverage, child, or wrong spacing?)")
+        logger.warning("%s: %s", scan.source, stage_warnings[-1])
     provenance = Provenance(
         version=__version__,
         method=s.method.value,

@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "DicomDecodeError",
     "GeometryError",
+    "ImplausibleValueError",
+    "IncompleteSeriesError",
     "InvalidInputError",
     "LesionQuantError",
     "NoLungError",
@@ -62,6 +64,16 @@ class NotCTError(InvalidInputError):
 
 class GeometryError(InvalidInputError):
     """Slice geometry is inconsistent (conflicting duplicates, non-parallel slices, ...)."""
+
+
+class IncompleteSeriesError(GeometryError):
+    """A slice of the series is missing, unreadable or cut (quantify it anyway only with
+    ``allow_incomplete=True`` / ``--allow-incomplete-series``)."""
+
+
+class ImplausibleValueError(InvalidInputError):
+    """A header value is outside its documented physical range, or is not a number
+    (PixelSpacing, SliceThickness, RescaleSlope, RescaleIntercept; see ``docs/loader.md``)."""
 
 
 class NoLungError(LesionQuantError):

@@ -82,8 +82,12 @@ def expand_inputs(inputs: list[str | os.PathLike[str]], salt: str
         try:
             found = _expand_one(path, salt)
         except LesionQuantError as exc:
-            errors.append(JobError(str(path), pseudonym("IN", str(path.resolve()), salt),
+            errors.append(JobError(str(path), pseudonym("IN", _absolute(path), salt),
                                    str(exc)))
+            continue
+        except OSError as exc:  # e.g. a folder that vanishes or loses permission meanwhile
+            errors.append(JobError(str(path), pseudonym("IN", _absolute(path), salt),
+                                   f"{path}: cannot be read ({exc.strerror or exc})"))
             continue
         for job in found:
             if job.scan_id in jobs:
@@ -93,15 +97,33 @@ def expand_inputs(inputs: list[str | os.PathLike[str]], salt: str
     return list(jobs.values()), errors
 
 
+def _absolute(path: Path) -> str:
+    """``path`` resolved, or made absolute when it cannot be (a symlink loop raises
+    ``RuntimeError`` in ``Path.resolve`` before Python 3.13)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
 def _expand_one(path: Path, salt: str) -> list[Job]:
+    import stat
+
     from lesionquant.errors import InvalidInputError
     from lesionquant.io import choose_series, discover_series
     from lesionquant.io._volumes import is_volume_file
 
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", source=path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InvalidInputError("no such file or folder", source=path) from None
+    except OSError as exc:  # symlink loop, permission denied
+        raise InvalidInputError(f"cannot be read ({exc.strerror or exc})", source=path) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidInputError("not a regular file or folder (named pipe, socket or device)",
+                                source=path)
     if path.is_file() and is_volume_file(str(path)):
-        key = f"file:{path.resolve()}"
+        key = f"file:{_absolute(path)}"
         return [Job(str(path), None, key, pseudonym("S", key, salt), path.name)]
     disc = discover_series(path, strict=path.is_file())
     candidates = [s for s in disc.series if not s.excluded]

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -84,11 +85,28 @@ def write_csv_atomic(path: str | os.PathLike[str], columns: Sequence[str],
     write_text_atomic(path, buf.getvalue())
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_FORMULA_START = ("=", "+", "-", "@")
+
+
 def _csv_cell(value: Any) -> Any:
+    """One cell: empty for missing values, and text neutralised for spreadsheets.
+
+    Control characters (NUL, tab, CR, LF, ...) become one space; text that a spreadsheet
+    would run as a formula (starting with ``= + - @``, e.g. ``=HYPERLINK(...)`` typed as a
+    QA comment) gets a leading ``'`` (OWASP CSV injection advice). Numbers stay numbers.
+    """
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        value = _CONTROL.sub(" ", value)
+        if value.startswith(_FORMULA_START):
+            try:
+                float(value)
+            except ValueError:
+                value = "'" + value
     return value
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionquant._deid import identifying_texts, scrub
 from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job
 from lesionquant.batch._pseudonym import pseudonym
@@ -56,6 +57,9 @@ class RunContext:
         ``hook(result, folder, scan_id=...)`` writing per-scan QA files into the scan's
         temporary folder before the commit. ``None``: ``lesionquant.qa.write_scan_qa`` when the
         QA module is installed.
+    allow_incomplete : bool
+        Quantify series with lost slices anyway (``--allow-incomplete-series``); each gap
+        is an ``incomplete series:`` warning in the result.
     compute : callable, optional
         Private test hook replacing load + quantify: ``compute(job, settings) -> Result``.
     """
@@ -68,6 +72,7 @@ class RunContext:
     parent_pid: int = 0
     seg: bool = True
     qa_hooks: tuple[Callable[..., Any], ...] | None = None
+    allow_incomplete: bool = False
     compute: Callable[[Job, Any], Any] | None = field(default=None, repr=False)
 
 
@@ -122,7 +127,8 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     if ctx.compute is None:
         import lesionquant
 
-        scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
+        scan = lesionquant.load_scan(job.source, series_uid=job.series_uid,
+                                     allow_incomplete=ctx.allow_incomplete)
         t_load = time.perf_counter() - t0
         result = lesionquant.quantify(scan, settings)
     else:
@@ -211,6 +217,9 @@ def build_record(job: Job, result: Any, ctx: RunContext, *, warnings: list[str],
         "outputs": dict(outputs),
         "warnings": list(warnings),
     }
+    from lesionquant.batch._tables import scan_flags, scan_warnings
+
+    record["flags"] = scan_flags(scan_warnings(record))
     if ctx.keep_identifiers:
         record["identifiers"] = {
             "patient_id": ident.patient_id, "patient_name": ident.patient_name,
@@ -238,26 +247,10 @@ def _acquisition(scan: Any) -> dict[str, Any]:
 
 
 def _secrets(job: Job, scan: Any) -> list[tuple[str, str]]:
-    """(text, replacement) pairs that must not appear in pseudonymous outputs, longest first."""
-    pairs = []
-    for src in {job.source, str(Path(job.source).resolve()), str(scan.source)}:
-        if src and len(src) > 1:
-            pairs.append((src, "<input>"))
-    ident = scan.identifiers
-    for text, repl in ((ident.patient_name, "<patient name>"), (ident.patient_id, "<patient id>"),
-                       (ident.accession, "<accession>")):
-        if text and len(text) >= 3:
-            pairs.append((text, repl))
-    return sorted(pairs, key=lambda p: -len(p[0]))
+    """(text, replacement) pairs that must not appear in pseudonymous outputs, longest first
+    (the one rule of :mod:`lesionquant._deid`)."""
+    return identifying_texts((job.source, str(scan.source)), scan.identifiers)
 
 
 def _scrub(value: Any, pairs: list[tuple[str, str]]) -> Any:
-    if isinstance(value, str):
-        for text, repl in pairs:
-            value = value.replace(text, repl)
-        return value
-    if isinstance(value, Mapping):
-        return {k: _scrub(v, pairs) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v, pairs) for v in value]
-    return value
+    return scrub(value, pairs)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionquant._deid import public_reason
 from lesionquant._version import __version__
 from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job, expand_inputs
@@ -96,6 +97,7 @@ def run_batch(
     index: bool = True,
     progress: bool | None = None,
     qa_hooks: Sequence[Callable[..., Any]] | None = None,
+    allow_incomplete_series: bool = False,
     _compute: Callable[[Job, Settings], Any] | None = None,
 ) -> BatchSummary:
     """Quantify every CT series under ``inputs`` into ``out_dir``.
@@ -136,6 +138,10 @@ def run_batch(
         folder before it is committed (picklable module-level functions). Default: the QA
         module's ``write_scan_qa`` (``overlay.png``, ``report.html``) when available; ``()``
         for none.
+    allow_incomplete_series : bool
+        Quantify series with lost slices (unreadable, empty or cut files, missing positions)
+        anyway; each gap becomes an ``incomplete series:`` warning in ``result.json``,
+        ``results.csv`` and the QA report. Default: such a series is a failed row.
 
     Returns
     -------
@@ -165,13 +171,13 @@ def run_batch(
             logger.error("%s", err.reason)
             _outputs.write_error(out, err.error_id, {
                 "scan_id": err.error_id, "series_uid": "", "reason": err.reason,
-                "public_reason": err.reason.replace(err.source, "<input>"),
+                "public_reason": public_reason(err.reason, [err.source]),
                 "source": err.source})
         ctx = RunContext(out_dir=str(out), settings=settings.to_dict(), salt=salt,
                          keep_identifiers=keep_identifiers, run_id=uuid.uuid4().hex,
                          parent_pid=os.getpid(), seg=seg,
                          qa_hooks=None if qa_hooks is None else tuple(qa_hooks),
-                         compute=_compute)
+                         allow_incomplete=allow_incomplete_series, compute=_compute)
         logger.info("%d scan(s) found, %d already complete, %d to run with %d worker(s)",
                     len(jobs), len(skipped), len(todo), workers)
         failures = [(e.error_id, e.reason) for e in input_errors]
@@ -297,7 +303,7 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
         failures.append((job.scan_id, reason))
         _outputs.write_error(out, job.scan_id, {
             "scan_id": job.scan_id, "series_uid": job.series_uid or "", "reason": reason,
-            "public_reason": reason.replace(job.source, "<input>"), "source": job.source})
+            "public_reason": public_reason(reason, [job.source]), "source": job.source})
 
     pool_size = 0
     try:

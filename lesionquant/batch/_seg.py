@@ -8,8 +8,10 @@ full lung is the union of the four). Frames are placed at the label map's own sl
 (gantry tilt, uneven spacing); PACS, 3D Slicer and OHIF overlay it on the source series, which
 it references (``ReferencedSeriesSequence``, same Study and Frame of Reference UIDs).
 
-By default the patient module of the SEG carries the pseudonym instead of the real patient
-name and ID (and no birth date, accession number or referring physician); pass
+By default the SEG is de-identified with the DICOM PS3.15 Basic Application Level
+Confidentiality Profile (Retain UIDs and Retain Full Dates options) over everything it copies
+from the source, nested sequences included (e.g. InstitutionName in the contributing
+equipment), and carries the pseudonym as PatientName and PatientID; pass
 ``patient_pseudonym=None`` (``--keep-identifiers``) to keep them, as a hospital PACS needs.
 """
 
@@ -19,7 +21,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,8 +47,67 @@ SEGMENT_CLASSES: dict[int, tuple[str, tuple[str, str, str], tuple[str, str, str]
 }
 
 _SERIES_NUMBER = 7100
-_ANONYMISED = ("PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID",
-               "OtherPatientIDs", "PatientAddress")
+#: DICOM PS3.15 Annex E Table E.1-1, Basic Application Level Confidentiality Profile, for the
+#: attributes a SEG can copy from its CT source (patient, study and equipment modules, also
+#: inside ContributingEquipmentSequence): "Z" emptied (type 2), "X" removed. PatientName and
+#: PatientID ("D") get the pseudonym. Options applied: Retain UIDs (the SEG must reference its
+#: source) and Retain Longitudinal Temporal Information with Full Dates (result.json keeps the
+#: study date for the endpoint); see docs/batch.md.
+_BASIC_PROFILE = {
+    **dict.fromkeys(("PatientBirthDate", "PatientSex", "AccessionNumber",
+                     "ReferringPhysicianName", "StudyID", "ContentCreatorName"), "Z"),
+    **dict.fromkeys((
+        "PatientAge", "PatientAddress", "PatientWeight", "PatientSize", "PatientBirthTime",
+        "PatientBirthName", "PatientMotherBirthName", "PatientTelephoneNumbers",
+        "OtherPatientIDs", "OtherPatientNames", "OtherPatientIDsSequence", "IssuerOfPatientID",
+        "EthnicGroup", "MilitaryRank", "BranchOfService", "MedicalRecordLocator",
+        "MedicalAlerts", "Allergies", "CountryOfResidence", "RegionOfResidence", "Occupation",
+        "AdditionalPatientHistory", "PatientComments", "PatientReligiousPreference",
+        "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+        "InstitutionCodeSequence", "StationName", "DeviceSerialNumber", "OperatorsName",
+        "PerformingPhysicianName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
+        "RequestingPhysician", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
+        "StudyDescription", "RequestAttributesSequence", "AdmittingDiagnosesDescription",
+        "ReferencedPatientSequence", "ReferencedStudySequence", "PerformedProcedureStepID",
+        "ScheduledProcedureStepID", "RequestedProcedureID"), "X"),
+}
+#: CID 7050 codes of the profile and options applied (DeidentificationMethodCodeSequence).
+_PROFILE_CODES = (("113100", "Basic Application Confidentiality Profile"),
+                  ("113110", "Retain UIDs Option"),
+                  ("113106", "Retain Longitudinal Temporal Information Full Dates Option"))
+
+
+def _deidentify(seg: Any, patient_pseudonym: str) -> None:
+    """Apply :data:`_BASIC_PROFILE` to ``seg`` (nested sequences included), in place."""
+    from pydicom.dataset import Dataset
+
+    def walk(ds: Any) -> None:
+        for keyword, action in _BASIC_PROFILE.items():
+            if keyword in ds:
+                if action == "Z":
+                    ds.data_element(keyword).value = ""
+                else:
+                    del ds[keyword]
+        for element in list(ds):
+            if element.VR == "SQ":
+                for item in element.value:
+                    walk(item)
+
+    own_serial = seg.get("DeviceSerialNumber")  # lesionquant's own (type 1 in a SEG)
+    seg.remove_private_tags()
+    walk(seg)
+    if own_serial is not None:
+        seg.DeviceSerialNumber = own_serial
+    seg.PatientName = f"{patient_pseudonym}^"  # family name only, not a retired PN form
+    seg.PatientID = patient_pseudonym
+    seg.PatientIdentityRemoved = "YES"
+    seg.DeidentificationMethod = "PS3.15 Basic Profile, Retain UIDs, Full Dates; pseudonym"
+    codes = []
+    for value, meaning in _PROFILE_CODES:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        codes.append(item)
+    seg.DeidentificationMethodCodeSequence = codes
 
 
 def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str]],
@@ -136,13 +197,7 @@ def write_seg(labelmap: sitk.Image, source_files: Sequence[str | os.PathLike[str
             pixel_measures=measures, plane_orientation=orientation, plane_positions=positions,
             omit_empty_frames=True)
     if patient_pseudonym is not None:
-        seg.PatientName = f"{patient_pseudonym}^"  # family name only, not a retired PN form
-        seg.PatientID = patient_pseudonym
-        for keyword in _ANONYMISED:
-            if keyword in seg:
-                seg.data_element(keyword).value = ""
-        seg.PatientIdentityRemoved = "YES"
-        seg.DeidentificationMethod = "lesionquant pseudonym (salted HMAC-SHA256)"
+        _deidentify(seg, patient_pseudonym)
     tmp = f"{os.fspath(path)}.tmp"
     seg.save_as(tmp, enforce_file_format=True)
     os.replace(tmp, path)

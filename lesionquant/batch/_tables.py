@@ -8,7 +8,6 @@ after a crash, a resume or a new QA verdict therefore always gives one row per s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from lesionquant.batch import _outputs
 
-__all__ = ["iter_results", "read_verdicts", "write_tables"]
+__all__ = ["iter_results", "read_verdicts", "scan_flags", "scan_warnings", "write_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +25,28 @@ ERRORS_CSV = "errors.csv"
 VERDICTS_JSON = "verdicts.json"
 
 _FRONT = ["scan_id", "patient", "study", "study_date", "study_time", "days_since_first_scan",
-          "series_uid", "status", "reason", "method", "device", "package_version",
-          "seconds"]
+          "series_uid", "status", "reason", "flags", "warnings", "method", "device",
+          "package_version", "seconds"]
+#: Warning prefixes that flag a number to check before it enters an analysis.
+FLAGS = {"incomplete series:": "incomplete_series",
+         "lung volume implausible": "lung_volume_implausible"}
+
+
+def scan_warnings(rec: Mapping[str, Any]) -> list[str]:
+    """Loader, pipeline and batch warnings of a ``result.json`` record, each once."""
+    prov = rec.get("provenance", {}) or {}
+    found: list[str] = []
+    for value in (prov.get("loader_warnings"), prov.get("warnings"), rec.get("warnings")):
+        if isinstance(value, str):
+            value = [w for w in value.split(" | ") if w]
+        found.extend(str(w) for w in value or ())
+    return list(dict.fromkeys(found))
+
+
+def scan_flags(warnings: list[str]) -> list[str]:
+    """Machine-readable flags (``incomplete_series``, ``lung_volume_implausible``)."""
+    return sorted({flag for w in warnings for prefix, flag in FLAGS.items()
+                   if w.startswith(prefix)})
 _IDENTIFIERS = ["patient_id", "patient_name", "accession", "study_uid", "source"]
 _QA = ["qa_verdict", "qa_comment", "qa_reader", "qa_time_utc"]
 
@@ -44,7 +63,7 @@ def iter_results(out_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         if path.is_file():
             try:
                 yield _outputs.read_json(path)
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 logger.warning("%s: unreadable, left out of the tables: %s", path, exc)
 
 
@@ -54,7 +73,7 @@ def _iter_errors(out: Path) -> Iterator[dict[str, Any]]:
         for path in sorted(folder.glob("*.json")):
             try:
                 yield _outputs.read_json(path)
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 logger.warning("%s: unreadable error record: %s", path, exc)
 
 
@@ -72,7 +91,7 @@ def read_verdicts(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = _outputs.read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         logger.warning("%s: unreadable, verdicts left out: %s", path, exc)
         return {}
     if isinstance(data, Mapping) and "verdicts" in data:
@@ -146,6 +165,8 @@ def write_tables(out_dir: str | os.PathLike[str]) -> Path:
             "study": rec.get("study"), "study_date": rec.get("study_date"),
             "study_time": rec.get("study_time"), "series_uid": rec.get("series_uid"),
             "status": "done", "reason": "; ".join(rec.get("warnings", [])),
+            "flags": " ".join(scan_flags(scan_warnings(rec))),
+            "warnings": " | ".join(scan_warnings(rec)),
             "method": prov.get("method", settings.get("method")),
             "device": prov.get("device", settings.get("device")),
             "package_version": prov.get("package_version"),

@@ -68,6 +68,11 @@ def register(sub: Any) -> None:
                    help="write OUT/endpoint.csv at the end (default: on)")
     p.add_argument("--seg", action=argparse.BooleanOptionalAction, default=True,
                    help="write a DICOM SEG per DICOM input (default: on)")
+    p.add_argument("--allow-incomplete-series", action="store_true",
+                   help="quantify a series with lost slices (unreadable, empty or cut files "
+                        "beside it, missing positions) anyway, interpolating over gaps of up "
+                        "to 3 slices; each gap is a warning in result.json, results.csv and "
+                        "the QA report (default: such a series fails)")
     p.add_argument("--qa", action=argparse.BooleanOptionalAction, default=True,
                    help="write overlay.png / report.html per scan and OUT/index.html "
                         "(default: on)")
@@ -117,6 +122,6 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, keep_identifiers=args.keep_identifiers, salt=args.salt,
         endpoint=args.endpoint, baseline=args.baseline, seg=args.seg,
         progress=None if not args.quiet else False, qa_hooks=None if args.qa else (),
-        index=args.qa)
+        index=args.qa, allow_incomplete_series=args.allow_incomplete_series)
     print(f"lesionquant run: {summary}", file=sys.stdout)
     return 0 if summary.ok else 1

@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if len(studies) > 1:
             sys.stdout.write(f"note: {len(studies)} studies under this path; a scan is loaded "
                              "from one series (force one with its UID)\n")
+        for path, why in disc.suspects.items():
+            sys.stdout.write(f"lost slice? {path}: {why} (a series with slices in this "
+                             "folder is refused unless --allow-incomplete-series)\n")
     else:
         sys.stdout.write(f"no DICOM series found under {args.path}\n")
     return 0 if any(r["status"] == "CHOSEN" for r in records) else 1

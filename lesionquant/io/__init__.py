@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from typing import TYPE_CHECKING, Any
 
-from lesionquant.errors import InvalidInputError
-from lesionquant.io._discover import Discovery, SeriesInfo, choose_series, discover_series
+from lesionquant.errors import IncompleteSeriesError, InvalidInputError
+from lesionquant.io._discover import (
+    Discovery,
+    SeriesInfo,
+    choose_series,
+    discover_series,
+    suspects_of,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -26,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_scan(source: Any, series_uid: str | None = None, *,
+              allow_incomplete: bool = False,
               spacing_mm: Sequence[float] | None = None,
               origin_mm: Sequence[float] | None = None,
               direction: Sequence[float] | None = None) -> Scan:
@@ -40,6 +48,12 @@ def load_scan(source: Any, series_uid: str | None = None, *,
         ``(z, y, x)`` numpy array in HU (then ``spacing_mm`` is required).
     series_uid : str, optional
         Force this SeriesInstanceUID (or a key like ``UID#2`` shown by ``lesionquant series``).
+    allow_incomplete : bool
+        Quantify a series that has lost slices anyway: unreadable, empty or cut files beside
+        its slices are skipped and missing slices interpolated over (gaps up to 3x the
+        spacing), each recorded as an ``incomplete series:`` warning. Default ``False``: such a
+        series raises :class:`~lesionquant.errors.IncompleteSeriesError` naming the file or
+        the positions of the gap.
     spacing_mm : sequence of 3 float, optional
         For numpy arrays only: voxel spacing in **(x, y, z)** order, mm.
     origin_mm : sequence of 3 float, optional
@@ -57,7 +71,8 @@ def load_scan(source: Any, series_uid: str | None = None, *,
     ------
     lesionquant.errors.InvalidInputError
         Or one of its subclasses (``NoSeriesError``, ``DicomDecodeError``,
-        ``UnsupportedDicomError``, ``NotCTError``, ``GeometryError``) for every bad input; the
+        ``UnsupportedDicomError``, ``NotCTError``, ``GeometryError``,
+        ``IncompleteSeriesError``, ``ImplausibleValueError``) for every bad input; the
         one-line message names the input and the problem.
     """
     import numpy as np
@@ -77,8 +92,15 @@ def load_scan(source: Any, series_uid: str | None = None, *,
         raise TypeError(f"source must be a path, SimpleITK.Image or numpy array, not "
                         f"{type(source).__name__}")
     path = os.fspath(source)
-    if not os.path.exists(path):
-        raise InvalidInputError("no such file or folder", source=path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # missing, dangling link, symlink loop, no permission
+        reason = "no such file or folder" if isinstance(exc, FileNotFoundError) else (
+            f"cannot be read ({exc.strerror or exc})")
+        raise InvalidInputError(reason, source=path) from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvalidInputError("not a regular file or folder (named pipe, socket or device)",
+                                source=path)
     if os.path.isfile(path):
         from lesionquant.io._volumes import is_volume_file, read_volume_file
 
@@ -90,6 +112,20 @@ def load_scan(source: Any, series_uid: str | None = None, *,
 
     disc = discover_series(path, strict=os.path.isfile(path))
     series, warns = choose_series(disc, series_uid)
+    lost = suspects_of(disc, series)
+    if lost and not allow_incomplete:
+        first = next(iter(lost))
+        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+        raise IncompleteSeriesError(
+            f"a file beside the series' slices looks like a lost slice: {first}: "
+            f"{lost[first]}{more}; not quantified (allow_incomplete / "
+            "--allow-incomplete-series quantifies anyway)", source=path)
+    for lost_path, why in lost.items():
+        warns.append(f"incomplete series: {lost_path}: {why}; skipped")
+    others = len(disc.suspects) - len(lost)
+    if others:
+        warns.append(f"{path}: {others} unreadable file(s) outside the series' folder(s) "
+                     "skipped")
     logger.info("%s: loading series %s (%s)", path, series.short_uid,
                 series.reason or series.excluded)
-    return load_series(series, path, warns)
+    return load_series(series, path, warns, allow_incomplete=allow_incomplete)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lesionquant.errors import GeometryError, InvalidInputError
+from lesionquant.errors import DicomDecodeError, GeometryError, InvalidInputError
 from lesionquant.io._discover import SeriesInfo
 from lesionquant.io._geometry import build_image, plan_stack
 from lesionquant.io._header import SliceHeader
@@ -39,7 +39,8 @@ def _acquisition(h: SliceHeader, tilt_deg: float) -> Acquisition:
                        contrast=h.contrast, gantry_tilt_deg=tilt_deg)
 
 
-def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()) -> Scan:
+def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = (), *,
+                allow_incomplete: bool = False) -> Scan:
     """Decode, sort and calibrate one series.
 
     Parameters
@@ -50,19 +51,31 @@ def load_series(series: SeriesInfo, source: str, warnings_in: Sequence[str] = ()
         The folder or file the user gave (named in messages).
     warnings_in : sequence of str
         Warnings from discovery, carried into the scan.
+    allow_incomplete : bool
+        Drop slices whose pixel data is cut and interpolate over missing slices, with an
+        ``incomplete series:`` warning each, instead of raising.
 
     Returns
     -------
     Scan
     """
-    headers = series.headers
     warns = list(warnings_in)
-    for h in headers:
-        check_declared_size(h)  # every file, before any decoding
+    headers = []
+    for h in series.headers:
+        try:
+            check_declared_size(h)  # every file, before any decoding
+        except DicomDecodeError as exc:
+            if not (allow_incomplete and exc.problem.startswith("truncated")):
+                raise
+            warns.append(f"incomplete series: {h.label}: {exc.problem}; slice dropped")
+            continue
+        headers.append(h)
+    if not headers:
+        raise DicomDecodeError("every slice of the series is cut", source=source)
     if not series.first.modality:
         warns.append(f"{source}: Modality (0008,0060) missing; treated as CT because the "
                      "image is calibrated like CT (checked below)")
-    plan = plan_stack(headers, source)
+    plan = plan_stack(headers, source, allow_gaps=allow_incomplete)
     warns.extend(plan.warnings)
     rows, cols = series.first.rows, series.first.columns
     n = len(plan.order)

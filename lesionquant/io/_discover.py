@@ -1,8 +1,13 @@
 """Find DICOM series under a path, describe them and choose the CT series to quantify.
 
 Folders are walked recursively in sorted order. Only headers are read
-(``dcmread(stop_before_pixels=True)``). DICOMDIR and Philips DIRFILE index files are skipped
-and never followed; files that are not DICOM are skipped. Files are grouped by
+(``dcmread(stop_before_pixels=True)``) and only from regular files (named pipes, sockets and
+devices are never opened: reading one would block). DICOMDIR and Philips DIRFILE index files
+are skipped and never followed; files that are not DICOM are skipped, **except** files that
+look like a lost slice (:func:`is_suspect_slice`: empty, shorter than a DICOM preamble,
+unreadable, a dangling link, or DICOM that cannot be parsed, named like a slice): those are
+recorded in ``Discovery.suspects`` and refuse the series they sit beside (see
+:func:`suspects_of`). Files are grouped by
 SeriesInstanceUID and, inside a series, by image size, pixel spacing, orientation and
 image-type class (ORIGINAL vs DERIVED), so mixed series split cleanly.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -44,8 +50,8 @@ from lesionquant.io._header import (
     read_header,
 )
 
-__all__ = ["LUNG_COVERAGE_MM", "Discovery", "SeriesInfo", "choose_series", "discover_series",
-           "iter_files"]
+__all__ = ["LUNG_COVERAGE_MM", "NON_SLICE_EXTENSIONS", "Discovery", "SeriesInfo", "choose_series",
+           "discover_series", "is_suspect_slice", "iter_files", "suspects_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,19 @@ LUNG_COVERAGE_MM = 150.0
 """Extent along the body axis that covers adult lungs; longer series are not preferred more."""
 
 _INDEX_NAMES = {"DICOMDIR", "DIRFILE"}
+#: Extensions of files that are never a slice (documents, pictures, archives, volume files):
+#: such a file next to a series is unrelated, whatever its size or content.
+NON_SLICE_EXTENSIONS = frozenset({
+    ".txt", ".md", ".rtf", ".pdf", ".doc", ".docx", ".xls", ".xlsx", ".csv", ".tsv", ".json",
+    ".xml", ".html", ".htm", ".ini", ".cfg", ".log", ".inf", ".sh", ".bat", ".cmd", ".exe",
+    ".dll", ".jar", ".js", ".css", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff",
+    ".svg", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".nii", ".nrrd",
+    ".nhdr", ".mha", ".mhd", ".raw", ".py", ".db", ".sqlite", ".lock", ".md5", ".sha256"})
+#: Names (upper case, without extension) of files that are never a slice.
+_NON_SLICE_NAMES = frozenset({"README", "LICENSE", "LICENCE", "VERSION", "LOCKFILE",
+                              "THUMBS", "DESKTOP", "AUTORUN", "INDEX", "CHECKSUMS"})
+#: A DICOM file is at least the 128-byte preamble and the ``DICM`` marker long.
+_MIN_DICOM_BYTES = 132
 _SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 _SC_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _ENHANCED_CT_SOP = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -124,10 +143,63 @@ class Discovery:
     skipped_non_dicom: int = 0
     skipped_index: int = 0
     unreadable: list[str] = field(default_factory=list)
+    suspects: dict[str, str] = field(default_factory=dict)
+    """Files that look like a lost slice -> why they could not be read (one line)."""
+    skipped_special: list[str] = field(default_factory=list)
+    """Entries that are not regular files (named pipes, sockets, devices): never opened."""
+
+
+def _name_could_be_slice(path: str) -> bool:
+    base = os.path.basename(path)
+    stem, ext = os.path.splitext(base)
+    if ext.lower() in NON_SLICE_EXTENSIONS:
+        return False
+    return stem.upper() not in _NON_SLICE_NAMES and base.upper() not in _INDEX_NAMES
+
+
+def is_suspect_slice(path: str) -> str:
+    """Why a file that is not readable DICOM looks like a lost slice ("" when unrelated).
+
+    The rule (``docs/loader.md``): a file whose name could be a slice (not an index file,
+    not a known document / picture / archive / volume extension, not README & co.) is a
+    *suspect* when it is empty, shorter than a DICOM preamble (132 bytes), cannot be read
+    (permissions, I/O error), or is a dangling or looping symbolic link. Larger readable files
+    without the DICOM marker are unrelated (skipped as before). DICOM files that cannot be
+    parsed, or whose header or pixel data is cut, are suspects whatever their name.
+    """
+    if not _name_could_be_slice(path):
+        return ""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISREG(st.st_mode):
+        return ""
+    if st.st_size == 0:
+        return "empty file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    if st.st_size < _MIN_DICOM_BYTES:
+        return f"only {st.st_size} bytes (shorter than a DICOM preamble)"
+    return ""
+
+
+def suspects_of(disc: Discovery, series: SeriesInfo) -> dict[str, str]:
+    """The suspect files (lost slices) that sit in a folder holding slices of ``series``.
+
+    A lost slice cannot say which series it belonged to; one beside the series' own files
+    may be one of its slices, so the series is incomplete until proven otherwise.
+    """
+    folders = {os.path.dirname(h.path) for h in series.headers}
+    return {p: why for p, why in disc.suspects.items() if os.path.dirname(p) in folders}
 
 
 def iter_files(root: str) -> Iterator[str]:
-    """Files under ``root`` (or ``root`` itself), sorted, skipping hidden entries."""
+    """Files under ``root`` (or ``root`` itself), sorted, skipping hidden entries.
+
+    Every non-folder entry is yielded, named pipes and dangling links included: the caller
+    decides (:func:`_read_all` opens regular files only). Folder symlinks are not followed.
+    """
     if os.path.isfile(root):
         yield root
         return
@@ -144,19 +216,35 @@ def _read_all(paths: Iterable[str], disc: Discovery, strict: bool) -> list[Slice
         if os.path.basename(path).upper() in _INDEX_NAMES:
             disc.skipped_index += 1
             continue
-        if not looks_like_dicom(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0  # dangling or looping link: judged by is_suspect_slice below
+        if mode and not stat.S_ISREG(mode):
             if strict:
-                raise InvalidInputError("not a DICOM file (no DICM marker) and not a known "
-                                        "volume format", source=path)
-            disc.skipped_non_dicom += 1
+                raise InvalidInputError("not a regular file (named pipe, socket or device); "
+                                        "only regular files are read", source=path)
+            logger.warning("%s: not a regular file, not opened", path)
+            disc.skipped_special.append(path)
+            continue
+        if not mode or not looks_like_dicom(path):
+            why = is_suspect_slice(path)
+            if strict:
+                raise InvalidInputError(why or "not a DICOM file (no DICM marker) and not a "
+                                        "known volume format", source=path)
+            if why:
+                disc.suspects[path] = why
+            else:
+                disc.skipped_non_dicom += 1
             continue
         try:
             h = read_header(path, force=True)
         except DicomDecodeError as exc:
             if strict:
                 raise
-            logger.warning("skipping unreadable DICOM file: %s", exc)
+            logger.warning("unreadable DICOM file: %s", exc)
             disc.unreadable.append(path)
+            disc.suspects[path] = exc.problem
             continue
         if h.sop_class_uid == _MEDIA_DIR_SOP:
             disc.skipped_index += 1
@@ -165,8 +253,9 @@ def _read_all(paths: Iterable[str], disc: Discovery, strict: bool) -> list[Slice
         if problem:
             if strict:
                 raise DicomDecodeError(problem, source=path)
-            logger.warning("skipping unreadable DICOM file: %s: %s", path, problem)
+            logger.warning("unreadable DICOM file: %s: %s", path, problem)
             disc.unreadable.append(path)
+            disc.suspects[path] = problem
             continue
         headers.extend(h.frame_headers or (h,))
     return headers
@@ -329,12 +418,16 @@ def choose_series(disc: Discovery, series_uid: str | None = None) -> tuple[Serie
         forced series is of a refused kind (SEG, derived, secondary capture, non-CT).
     """
     warns: list[str] = []
-    if disc.unreadable:
-        warns.append(f"{disc.root}: {len(disc.unreadable)} unreadable DICOM file(s) skipped, "
-                     f"e.g. {os.path.basename(disc.unreadable[0])}")
+    if disc.skipped_special:
+        warns.append(f"{disc.root}: {len(disc.skipped_special)} entr(y/ies) that are not "
+                     f"regular files (named pipe, socket, device) not opened, e.g. "
+                     f"{os.path.basename(disc.skipped_special[0])}")
     if not disc.series:
         detail = (f"{disc.skipped_non_dicom} non-DICOM file(s), {disc.skipped_index} index "
-                  f"file(s), {len(disc.unreadable)} unreadable DICOM file(s)")
+                  f"file(s), {len(disc.suspects)} unreadable file(s) that look like slices")
+        if disc.suspects:
+            first = next(iter(disc.suspects))
+            detail += f", e.g. {first}: {disc.suspects[first]}"
         raise NoSeriesError(f"no DICOM image series found ({detail})", source=disc.root)
     if series_uid is not None:
         matches = [s for s in disc.series if series_uid in (s.key, s.series_uid)]

@@ -13,8 +13,14 @@ The output grid always has the direction ``(r, c, n)`` (orthonormal), spacing
 * **Irregular spacing** (largest gap at most :data:`MAX_GAP_RATIO` x the median gap):
   resampled along the slice stack onto a uniform grid with dcm2niix's rule (the smallest gap,
   but never more than twice the original slice count), linear interpolation, with a warning.
-* **Missing slices** (a gap above :data:`MAX_GAP_RATIO` x the median): :class:`GeometryError`;
+* **Missing slices** (:func:`missing_slice_gaps`: a gap close to 2, 3, ... times the median
+  gap and more than :data:`MISSING_SLICE_RATIO` x each neighbouring gap):
+  :class:`~lesionquant.errors.IncompleteSeriesError` naming the positions, unless
+  ``allow_gaps`` (then interpolated as irregular spacing, with an ``incomplete series:``
+  warning). A gap above :data:`MAX_GAP_RATIO` x the median is refused even then:
   interpolating across it would invent anatomy.
+* **Plausible spacing**: PixelSpacing in :data:`PIXEL_SPACING_RANGE_MM`, the slice spacing in
+  :data:`SLICE_SPACING_RANGE_MM`, else :class:`~lesionquant.errors.ImplausibleValueError`.
 * **Gantry tilt** (slice positions drift in-plane along the stack): each slice is shifted in
   its plane by its drift (bilinear), the dcm2niix correction; the result is an orthogonal grid
   where every voxel sits at its true physical position. A warning names the angle.
@@ -24,20 +30,25 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from lesionquant.errors import GeometryError
+from lesionquant.errors import GeometryError, ImplausibleValueError, IncompleteSeriesError
 from lesionquant.io._header import SliceHeader
 from lesionquant.io._pixels import MAX_VOLUME_VOXELS, new_volume
 
 __all__ = [
     "DUPLICATE_TOL_MM",
     "MAX_GAP_RATIO",
+    "MISSING_SLICE_RATIO",
+    "PIXEL_SPACING_RANGE_MM",
+    "SLICE_SPACING_RANGE_MM",
     "StackPlan",
     "build_image",
+    "missing_slice_gaps",
     "orientation_key",
     "plan_stack",
 ]
@@ -50,7 +61,20 @@ UNIFORM_TOL_MM = 0.01
 UNIFORM_TOL_FRACTION = 0.01
 """Gaps within this fraction of the mean gap (or UNIFORM_TOL_MM) count as uniform."""
 MAX_GAP_RATIO = 3.0
-"""A gap larger than this multiple of the median gap is a missing-slices error."""
+"""A gap larger than this multiple of the median gap is refused, even with ``allow_gaps``."""
+MISSING_SLICE_RATIO = 1.5
+"""A gap this many times larger than each neighbouring gap (and close to a multiple of the
+median gap) is one or more missing slices, not a change of spacing."""
+_MULTIPLE_TOL = 0.15
+"""How close (fraction of the median gap) a gap must be to k x median to count as k - 1
+missing slices."""
+PIXEL_SPACING_RANGE_MM = (0.05, 10.0)
+"""Plausible PixelSpacing of a CT image, mm: a 50-500 mm field of view on a 256-1024 matrix
+is 0.05-2 mm; 10 mm leaves room for heavily downsampled research exports and coarse test
+phantoms (5.6 x 7 mm)."""
+SLICE_SPACING_RANGE_MM = (0.05, 20.0)
+"""Plausible distance between reconstructed CT slices (and SliceThickness), mm: clinical
+reconstructions are 0.5-10 mm apart; no chest CT reconstructs slices more than 20 mm apart."""
 TILT_TOL_VOXELS = 0.1
 """In-plane drift across the whole stack below this (in voxels) is not treated as tilt."""
 MAX_TILT_DEG = 45.0
@@ -125,7 +149,43 @@ class StackPlan:
     warnings: tuple[str, ...]
 
 
-def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
+def missing_slice_gaps(gaps_mm: np.ndarray) -> np.ndarray:
+    """Indices of the gaps that are missing slices (see the module docstring).
+
+    A gap is a missing slice when it is close to ``k`` times the median gap (``k >= 2``,
+    within :data:`_MULTIPLE_TOL` x k) and larger than :data:`MISSING_SLICE_RATIO` x every
+    neighbouring gap. A change of spacing (a run of larger gaps, as in the dcm_qa variable
+    spacing head: 4.0 mm then 7.0 mm) is not a missing slice.
+
+    Examples
+    --------
+    >>> missing_slice_gaps(np.array([2.0, 2.0, 4.0, 2.0])).tolist()
+    [2]
+    >>> missing_slice_gaps(np.array([4.0, 4.0, 1.1, 7.0, 7.0])).tolist()
+    []
+    """
+    gaps = np.asarray(gaps_mm, dtype=np.float64)
+    if gaps.size < 2:
+        return np.zeros(0, dtype=int)
+    median = float(np.median(gaps))
+    ratio = gaps / median
+    k = np.rint(ratio)
+    multiple = (k >= 2) & (np.abs(ratio - k) <= _MULTIPLE_TOL * k)
+    left = np.r_[np.nan, gaps[:-1]]
+    right = np.r_[gaps[1:], np.nan]
+    neighbour = np.fmax(left, right)  # the larger existing neighbour
+    return np.flatnonzero(multiple & (gaps > MISSING_SLICE_RATIO * neighbour))
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float], source: str) -> None:
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ImplausibleValueError(f"{name} {value:g} mm outside the plausible range "
+                                    f"{lo:g}-{hi:g} mm for CT", source=source)
+
+
+def plan_stack(headers: Sequence[SliceHeader], source: str, *,
+               allow_gaps: bool = False) -> StackPlan:
     """Sort the slices of one series and decide spacing, duplicates and tilt handling.
 
     Parameters
@@ -134,6 +194,9 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
         Single-frame slices of one series with one size and orientation.
     source : str
         Named in messages (the folder).
+    allow_gaps : bool
+        Interpolate over missing slices (gaps up to :data:`MAX_GAP_RATIO` x the median) with
+        a warning instead of raising :class:`IncompleteSeriesError`.
 
     Returns
     -------
@@ -143,7 +206,11 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
     ------
     GeometryError
         Missing PixelSpacing, missing positions in a multi-slice series, non-collinear slice
-        positions, or a gap that means missing slices.
+        positions, or a gap above :data:`MAX_GAP_RATIO` x the median.
+    IncompleteSeriesError
+        Missing slices (without ``allow_gaps``); the message gives their positions.
+    ImplausibleValueError
+        PixelSpacing or slice spacing outside the plausible range.
     """
     warns: list[str] = []
     first = headers[0]
@@ -151,6 +218,8 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
         raise GeometryError("no valid PixelSpacing (0028,0030); cannot measure in mm",
                             source=source)
     dy, dx = first.pixel_spacing
+    for value in (dy, dx):
+        _check_range("PixelSpacing", value, PIXEL_SPACING_RANGE_MM, source)
     n_files = len(headers)
     if first.orientation is None or any(h.position is None for h in headers):
         if n_files > 1:
@@ -182,6 +251,8 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
     drift = np.stack([rel @ r, rel @ c], axis=1)
     thickness = first.slice_thickness_mm
     n_slices = len(kept)
+    if thickness is not None:
+        _check_range("SliceThickness", thickness, SLICE_SPACING_RANGE_MM, source)
     if n_slices == 1:
         dz = thickness if thickness and thickness > 0 else 1.0
         warns.append(f"{source}: single slice; loaded as a 3D volume of one slice with z "
@@ -196,6 +267,20 @@ def plan_stack(headers: Sequence[SliceHeader], source: str) -> StackPlan:
             f"missing slices: gap of {gaps[worst]:.2f} mm between slices {worst} and "
             f"{worst + 1} (median spacing {median_gap:.2f} mm, limit {MAX_GAP_RATIO:g}x); "
             "refusing to invent anatomy", source=source)
+    _check_range("slice spacing", median_gap, SLICE_SPACING_RANGE_MM, source)
+    along0 = float(pos[kept[0]] @ n)
+    holes = [
+        f"{gaps[i]:.2f} mm gap between slices at {along0 + positions[i]:.2f} and "
+        f"{along0 + positions[i + 1]:.2f} mm along the normal ({round(gaps[i] / median_gap) - 1}"
+        f" slice(s) missing; files {os.path.basename(headers[kept[i]].label)} and "
+        f"{os.path.basename(headers[kept[i + 1]].label)})"
+        for i in missing_slice_gaps(gaps)]
+    if holes and not allow_gaps:
+        raise IncompleteSeriesError(
+            f"missing slice(s): {'; '.join(holes)}; median spacing {median_gap:.2f} mm; not "
+            "quantified (allow_incomplete / --allow-incomplete-series interpolates over it)",
+            source=source)
+    warns.extend(f"incomplete series: {source}: {hole}; interpolated" for hole in holes)
     total = float(positions[-1])
     mean_gap = total / (n_slices - 1)
     tol = max(UNIFORM_TOL_MM, UNIFORM_TOL_FRACTION * mean_gap)

@@ -22,12 +22,17 @@ from pydicom.errors import InvalidDicomError
 
 from lesionquant.errors import DicomDecodeError
 
-__all__ = ["NATIVE_LE_SYNTAXES", "SliceHeader", "looks_like_dicom", "read_header"]
+__all__ = ["CHECKED_NUMBERS", "NATIVE_LE_SYNTAXES", "SliceHeader", "looks_like_dicom",
+           "read_header"]
 
 logger = logging.getLogger(__name__)
 
 #: Uncompressed little-endian transfer syntaxes whose pixels are read directly from the file.
 NATIVE_LE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+#: Numeric attributes that change a measured number: a value that is present but not a finite
+#: number is an error, not "absent" (a NaN RescaleSlope once became 1 silently).
+CHECKED_NUMBERS = ("PixelSpacing", "SliceThickness", "RescaleSlope", "RescaleIntercept")
 
 _PIXEL_DATA_TAG_LE = struct.pack("<HH", 0x7FE0, 0x0010)
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
@@ -92,6 +97,9 @@ class SliceHeader:
     study_date: str = field(default="", repr=False)
     study_time: str = field(default="", repr=False)
     accession: str = field(default="", repr=False)
+    malformed: tuple[str, ...] = ()
+    """Keywords of :data:`CHECKED_NUMBERS` present with a value that is not a finite number
+    (text, NaN, inf): refused at load, never read as "absent"."""
 
     @property
     def is_native_le(self) -> bool:
@@ -176,6 +184,24 @@ def _floats(ds: Any, keyword: str, n: int) -> tuple[float, ...] | None:
     return out
 
 
+def _has_value(ds: Any, keyword: str) -> bool:
+    """True when ``keyword`` is in ``ds`` with a non-empty (possibly malformed) value."""
+    try:
+        if keyword not in ds:
+            return False
+        value = ds[keyword].value
+    except Exception:  # a value pydicom cannot even convert is present and malformed
+        return True
+    if value is None:
+        return False
+    if isinstance(value, (str, bytes)):
+        return value.strip() != ("" if isinstance(value, str) else b"")
+    try:
+        return len(value) > 0
+    except TypeError:
+        return True
+
+
 def _native_pixel_location(fp: Any, explicit_vr: bool) -> tuple[int | None, int | None]:
     """Offset and length of the pixel data value, with ``fp`` at the pixel data element."""
     start = fp.tell()
@@ -192,7 +218,11 @@ def _native_pixel_location(fp: Any, explicit_vr: bool) -> tuple[int | None, int 
         offset = start + 8
     if length == 0xFFFFFFFF:  # undefined length: encapsulated (compressed)
         return None, None
-    return offset, int(length)
+    try:  # a cut file holds fewer bytes than the element declares: report what is there
+        available = os.fstat(fp.fileno()).st_size - offset
+    except (OSError, AttributeError, ValueError):
+        available = length
+    return offset, int(max(0, min(length, available)))
 
 
 def read_header(path: str | os.PathLike[str], *, force: bool = False) -> SliceHeader:
@@ -295,7 +325,9 @@ def _with_frames(h: SliceHeader, ds: Any) -> SliceHeader:
             frame_offset = frame_length = None
             if h.pixel_offset is not None and h.pixel_length is not None:
                 frame_offset = h.pixel_offset + i * frame_bytes
-                frame_length = max(0, min(frame_bytes, h.pixel_length - i * frame_bytes))
+                frame_length = max(0, h.pixel_length - i * frame_bytes)
+                if i < h.frames - 1:  # the last frame carries any excess, so it is caught
+                    frame_length = min(frame_bytes, frame_length)
             frames.append(dataclasses.replace(
                 h, frames=1, frame_index=i,
                 position=floats("PlanePositionSequence", "ImagePositionPatient", 3),
@@ -322,6 +354,10 @@ def _summarise(path: str, ds: Any, ts: str, has_pixels: bool, offset: int | None
     if isinstance(image_type, tuple) and len(image_type) == 1 and "\\" in image_type[0]:
         image_type = tuple(v.strip() for v in image_type[0].split("\\"))
     spacing = _floats(ds, "PixelSpacing", 2)
+    parsed = {"PixelSpacing": spacing, "SliceThickness": _float(ds, "SliceThickness"),
+              "RescaleSlope": _float(ds, "RescaleSlope"),
+              "RescaleIntercept": _float(ds, "RescaleIntercept")}
+    malformed = tuple(k for k, v in parsed.items() if v is None and _has_value(ds, k))
     if spacing is not None and not all(s > 0 for s in spacing):
         spacing = None
     frames = _int(ds, "NumberOfFrames")
@@ -355,9 +391,9 @@ def _summarise(path: str, ds: Any, ts: str, has_pixels: bool, offset: int | None
         position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
         orientation=_floats(ds, "ImageOrientationPatient", 6),
         pixel_spacing=spacing,  # type: ignore[arg-type]
-        slice_thickness_mm=_float(ds, "SliceThickness"),
-        rescale_slope=_float(ds, "RescaleSlope"),
-        rescale_intercept=_float(ds, "RescaleIntercept"),
+        slice_thickness_mm=parsed["SliceThickness"],
+        rescale_slope=parsed["RescaleSlope"],
+        rescale_intercept=parsed["RescaleIntercept"],
         has_modality_lut=has_lut,
         padding_value=_int(ds, "PixelPaddingValue"),
         padding_range_limit=_int(ds, "PixelPaddingRangeLimit"),
@@ -375,4 +411,5 @@ def _summarise(path: str, ds: Any, ts: str, has_pixels: bool, offset: int | None
         study_date=_str(ds, "StudyDate"),
         study_time=_str(ds, "StudyTime"),
         accession=_str(ds, "AccessionNumber"),
+        malformed=malformed,
     )

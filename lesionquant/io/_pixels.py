@@ -25,7 +25,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lesionquant.errors import DicomDecodeError, NotCTError, UnsupportedDicomError
+from lesionquant.errors import (
+    DicomDecodeError,
+    ImplausibleValueError,
+    NotCTError,
+    UnsupportedDicomError,
+)
 from lesionquant.io._header import SliceHeader
 
 __all__ = [
@@ -33,6 +38,8 @@ __all__ = [
     "MAX_PIXELS_PER_FRAME",
     "MAX_VOLUME_VOXELS",
     "OUT_OF_FIELD_HU",
+    "RESCALE_INTERCEPT_RANGE",
+    "RESCALE_SLOPE_RANGE",
     "SliceDecoder",
     "check_declared_size",
     "check_looks_like_hu",
@@ -43,6 +50,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+                    "1.2.840.10008.1.2.1.99")
+
 AIR_HU = -1024
 """HU written where the scanner marked padding / out-of-field pixels."""
 OUT_OF_FIELD_HU = -1200.0
@@ -51,6 +61,13 @@ MAX_PIXELS_PER_FRAME = 8192 * 8192
 """Refuse frames larger than this (Rows x Columns) before decoding."""
 MAX_VOLUME_VOXELS = 2**31
 """Refuse series whose assembled volume would exceed this many voxels (4 GiB as int16)."""
+RESCALE_SLOPE_RANGE = (1e-3, 10.0)
+"""Plausible RescaleSlope of CT (HU per stored unit): 1 on nearly every scanner, 0.5-2 on a
+few; a slope beyond 10 would give 16-bit data a range of +-300000 HU."""
+RESCALE_INTERCEPT_RANGE = (-40000.0, 40000.0)
+"""Plausible RescaleIntercept of CT, HU: -1024, -1000, -3024, -8192 and -32768 (unsigned
+16-bit data shifted by half its range) are seen; beyond +-40000 no stored value maps to
+the -1024..3071 HU of CT."""
 
 
 def new_volume(shape_zyx: tuple[int, int, int], dtype: np.dtype):
@@ -100,9 +117,15 @@ def check_declared_size(h: SliceHeader) -> int:
         uncompressed pixel data shorter than declared (truncated file).
     UnsupportedDicomError
         Colour images or bit depths other than 8/16/32 bits.
-    NotCTError
-        RescaleSlope not in (0, 1000] or RescaleIntercept beyond +-100000.
+    ImplausibleValueError
+        PixelSpacing, SliceThickness, RescaleSlope or RescaleIntercept present but not a
+        finite number, or the rescale outside :data:`RESCALE_SLOPE_RANGE` /
+        :data:`RESCALE_INTERCEPT_RANGE`.
     """
+    if h.malformed:
+        raise ImplausibleValueError(f"{', '.join(h.malformed)} present but not valid numbers "
+                                    "(text, NaN, inf or a wrong count); refused rather than "
+                                    "guessed", source=h.label)
     if not h.rows or not h.columns or h.rows < 1 or h.columns < 1:
         raise DicomDecodeError("missing or invalid Rows/Columns", source=h.label)
     if h.rows * h.columns > MAX_PIXELS_PER_FRAME:
@@ -121,20 +144,40 @@ def check_declared_size(h: SliceHeader) -> int:
         raise DicomDecodeError(f"invalid BitsStored {h.bits_stored} for BitsAllocated "
                                f"{h.bits_allocated}", source=h.label)
     slope, icpt = h.rescale_slope, h.rescale_intercept
-    if slope is not None and not 0.0 < slope <= 1e3:
-        raise NotCTError(f"RescaleSlope {slope:g} is not plausible for CT", source=h.label)
-    if icpt is not None and not -1e5 <= icpt <= 1e5:
-        raise NotCTError(f"RescaleIntercept {icpt:g} is not plausible for CT", source=h.label)
+    for name, value, (lo, hi) in (("RescaleSlope", slope, RESCALE_SLOPE_RANGE),
+                                  ("RescaleIntercept", icpt, RESCALE_INTERCEPT_RANGE)):
+        if value is not None and not lo <= value <= hi:
+            raise ImplausibleValueError(f"{name} {value:g} outside the plausible range "
+                                        f"{lo:g} to {hi:g} for CT", source=h.label)
     declared = h.rows * h.columns * h.frames * (h.bits_allocated // 8)
     if h.rows * h.columns * h.frames > MAX_VOLUME_VOXELS:
         raise DicomDecodeError(f"declared {h.frames} frames of {h.columns} x {h.rows} exceed "
                                "the size limit; refused before decoding", source=h.label)
-    if h.pixel_length is not None and h.pixel_length < declared:
-        raise DicomDecodeError(
-            f"truncated pixel data: {h.pixel_length} bytes present, header declares "
-            f"{h.columns} x {h.rows} x {h.frames} x {h.bits_allocated} bits = {declared} bytes",
-            source=h.label)
+    check_pixel_length(h, h.pixel_length, declared)
     return declared
+
+
+def check_pixel_length(h: SliceHeader, length: int | None, declared: int) -> None:
+    """Uncompressed pixel data must be exactly the declared size (+1 byte of odd padding).
+
+    Shorter is a cut file; longer means Rows, Columns, frames or BitsAllocated are wrong (a
+    192 x 192 slice declared 96 columns wide read as two half images: lung 1994 mL, not 3091).
+
+    Raises
+    ------
+    DicomDecodeError
+    """
+    if length is None:
+        return
+    what = (f"header declares {h.columns} x {h.rows} x {h.frames} x {h.bits_allocated} bits "
+            f"= {declared} bytes")
+    if length < declared:
+        raise DicomDecodeError(f"truncated pixel data: {length} bytes present, {what}",
+                               source=h.label)
+    if length > declared + (declared % 2):
+        raise DicomDecodeError(f"pixel data longer than declared: {length} bytes present, "
+                               f"{what}; Rows/Columns/BitsAllocated do not describe the data",
+                               source=h.label)
 
 
 def hu_dtype(headers: Sequence[SliceHeader]) -> np.dtype:
@@ -244,11 +287,17 @@ class SliceDecoder:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if h.frame_index is None:
-                    arr = pydicom.dcmread(h.path).pixel_array
+                    ds = pydicom.dcmread(h.path)
+                    if h.transfer_syntax in _NATIVE_SYNTAXES and "PixelData" in ds:
+                        declared = h.rows * h.columns * (h.bits_allocated // 8)
+                        check_pixel_length(h, len(ds.PixelData), declared)
+                    arr = ds.pixel_array
                 else:  # one frame of a multi-frame object, without decoding the others
                     from pydicom.pixels import pixel_array
 
                     arr = pixel_array(h.path, index=h.frame_index)
+        except DicomDecodeError:
+            raise
         except Exception as exc:  # decoder plugins raise many types
             raise DicomDecodeError(f"cannot decode pixel data ({type(exc).__name__}: {exc})",
                                    source=h.label) from exc
@@ -257,8 +306,7 @@ class SliceDecoder:
                                    f"{h.rows} x {h.columns}", source=h.label)
         if arr.dtype.kind not in "iu":
             raise UnsupportedDicomError(f"non-integer pixel data ({arr.dtype})", source=h.label)
-        if h.transfer_syntax in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
-                                 "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+        if h.transfer_syntax in _NATIVE_SYNTAXES:
             # Native data: pydicom masks already; masking again is idempotent and cheap.
             return _mask_bits(arr, bits_stored, signed)
         # Compressed: the codec's own precision is authoritative (pydicom issue #693).

@@ -131,7 +131,7 @@ def list_scans(out_dir: str | Path) -> list[ScanEntry]:
             continue
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             logger.warning("%s: skipped, unreadable result.json (%s)", path, exc)
             continue
         if isinstance(doc, dict):
@@ -140,13 +140,42 @@ def list_scans(out_dir: str | Path) -> list[ScanEntry]:
 
 
 def read_errors(out_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of ``OUT/errors.csv`` (failed scans and their reasons); empty if absent."""
-    path = Path(out_dir) / "errors.csv"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        logger.warning("%s: unreadable (%s)", path, exc)
-        return []
-    return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    """Failed scans and inputs of ``OUT``, fit for shareable pages: ``scan_id``,
+    ``series_uid`` and the pseudonymised ``reason`` (no input path; see
+    :mod:`lesionquant._deid`). Empty when there is none.
+
+    Read from ``OUT/.errors/*.json`` (the records ``errors.csv`` is rebuilt from), whose
+    ``public_reason`` the batch wrote; an ``errors.csv`` alone is pseudonymised here. The
+    ``source`` column of ``errors.csv`` is never returned.
+    """
+    from lesionquant._deid import public_reason
+
+    out = Path(out_dir)
+    records: list[dict[str, Any]] = []
+    folder = out / ".errors"
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError) as exc:
+                logger.warning("%s: unreadable error record (%s)", path, exc)
+                continue
+            if isinstance(doc, dict):
+                records.append(doc)
+    else:
+        try:
+            text = (out / "errors.csv").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, RecursionError) as exc:
+            logger.warning("%s: unreadable (%s)", out / "errors.csv", exc)
+            return []
+        records = [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    rows = []
+    for r in records:
+        reason = r.get("public_reason") or public_reason(str(r.get("reason", "")),
+                                                         [str(r.get("source") or "")])
+        rows.append({"scan_id": str(r.get("scan_id", "")),
+                     "series_uid": str(r.get("series_uid", "") or ""),
+                     "reason": public_reason(str(reason))})
+    return rows

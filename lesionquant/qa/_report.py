@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionquant._atomic import write_text_atomic
+from lesionquant._deid import identifying_texts, scrub
 from lesionquant._version import __version__
 from lesionquant.qa._display import COLOURS, LUNG_WINDOW, check_renderable
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
@@ -244,38 +245,17 @@ def render_report_html(
 
 def _identifying_texts(scan: Any) -> list[tuple[str, str]]:
     """(text, placeholder) pairs that must not reach a report: input paths (they may name
-    the patient) and the patient's name, ID and accession number; longest first."""
-    pairs = []
+    the patient) and the patient's name, ID and accession number; longest first (the one
+    rule of :mod:`lesionquant._deid`)."""
     source = str(getattr(scan, "source", "") or "")
-    if source and not source.startswith("<"):
-        for text in {source, str(Path(source).resolve()), str(Path(source).parent)}:
-            if len(text) > 1:
-                pairs.append((text, "<input>"))
-    ident = getattr(scan, "identifiers", None)
-    for name, placeholder in (("patient_name", "<patient name>"), ("patient_id", "<patient id>"),
-                              ("accession", "<accession>")):
-        text = str(getattr(ident, name, "") or "")
-        if len(text) >= 3:
-            pairs.append((text, placeholder))
-    return sorted(pairs, key=lambda p: -len(p[0]))
+    sources = [source, str(Path(source).parent)] if source and not source.startswith("<") \
+        else []
+    return identifying_texts(sources, getattr(scan, "identifiers", None))
 
 
 def _scrub(value: Any, scan: Any) -> Any:
-    """``value`` (str, list or dict, nested) with identifying texts replaced."""
-    pairs = _identifying_texts(scan)
-
-    def go(v: Any) -> Any:
-        if isinstance(v, str):
-            for text, placeholder in pairs:
-                v = v.replace(text, placeholder)
-            return v
-        if isinstance(v, Mapping):
-            return {k: go(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [go(x) for x in v]
-        return v
-
-    return go(value)
+    """``value`` (str, list or dict, nested) with identifying texts and paths replaced."""
+    return scrub(value, _identifying_texts(scan))
 
 
 def write_scan_qa(result: Any, folder: str | os.PathLike[str], *, scan_id: str | None = None

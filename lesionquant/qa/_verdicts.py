@@ -89,6 +89,9 @@ def _path(out_dir: str | Path) -> Path:
 def _parse(path: Path, text: str) -> dict[str, Verdict]:
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InvalidInputError("JSON nested too deep; not a verdicts file",
+                                source=path) from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"not valid JSON ({exc.msg} at line {exc.lineno}); fix or "
                                 "move the file, verdicts are never overwritten blindly",
@@ -97,9 +100,11 @@ def _parse(path: Path, text: str) -> dict[str, Verdict]:
             or not isinstance(doc.get("verdicts"), dict):
         raise InvalidInputError(f"not a lesionquant verdicts file (expected format "
                                 f"{_FORMAT!r})", source=path)
-    if int(doc.get("version", 0)) > _VERSION:
-        raise InvalidInputError(f"verdicts file version {doc.get('version')} is newer than "
-                                f"this lesionquant understands ({_VERSION})", source=path)
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version != _VERSION:
+        raise InvalidInputError(f"verdicts file version {json.dumps(version)[:20]} is not "
+                                f"{_VERSION}, the version this lesionquant reads; fix or move "
+                                "the file, verdicts are never overwritten blindly", source=path)
     out = {}
     for scan_id, entry in doc["verdicts"].items():
         if not isinstance(entry, Mapping) or entry.get("verdict") not in VERDICTS:
@@ -108,9 +113,13 @@ def _parse(path: Path, text: str) -> dict[str, Verdict]:
             scan_id=str(scan_id), verdict=str(entry["verdict"]),
             comment=str(entry.get("comment", "")), reader=str(entry.get("reader", "")),
             time_utc=str(entry.get("time_utc", "")),
-            history=tuple(dict(h) for h in entry.get("history", ()) if isinstance(h, Mapping)),
+            history=tuple(dict(h) for h in _list(entry.get("history")) if isinstance(h, Mapping)),
         )
     return out
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def load_verdicts(out_dir: str | Path) -> dict[str, Verdict]:
@@ -136,6 +145,9 @@ def load_verdicts(out_dir: str | Path) -> dict[str, Verdict]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"not UTF-8 text (byte {exc.start}); fix or move the file, "
+                                "verdicts are never overwritten blindly", source=path) from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read verdicts ({exc.strerror})", source=path) from exc
     return _parse(path, text)

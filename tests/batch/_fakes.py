@@ -52,3 +52,20 @@ def fake_compute(job: Any, settings: Any) -> Any:
 def record_qa(result: Any, folder: Any, *, scan_id: str) -> None:
     """A QA hook that leaves a marker file in the scan folder."""
     (folder / "qa-marker.txt").write_text(scan_id)
+
+
+def fake_compute_incomplete(job: Any, settings: Any) -> Any:
+    """:func:`fake_compute` for a batch run with ``allow_incomplete_series``: the scan is loaded
+    with ``allow_incomplete=True`` (as the real worker does), so its warnings name lost files."""
+    import lesionquant
+
+    original = lesionquant.load_scan
+
+    def load(source: Any, series_uid: Any = None, **kw: Any) -> Any:
+        return original(source, series_uid, allow_incomplete=True)
+
+    lesionquant.load_scan = load
+    try:
+        return fake_compute(job, settings)
+    finally:
+        lesionquant.load_scan = original

@@ -15,6 +15,7 @@ from lesionquant import load_scan
 from lesionquant.errors import (
     DicomDecodeError,
     GeometryError,
+    IncompleteSeriesError,
     InvalidInputError,
     NoSeriesError,
     NotCTError,
@@ -103,16 +104,24 @@ def test_truncated_pixel_data(tmp_path):
     assert paths[1].name in str(exc.value)
 
 
-def test_truncated_header_is_skipped_in_folder_and_refused_alone(tmp_path):
+def test_truncated_header_refuses_the_series_unless_allowed(tmp_path):
     hu = _phantom(nz=3)
     paths = write_series(tmp_path / "s", hu)
     bad = tmp_path / "s" / "zz_bad"
     bad.write_bytes(paths[0].read_bytes()[:300])
-    scan = load_scan(tmp_path / "s")
+    with pytest.raises(IncompleteSeriesError, match="zz_bad"):
+        load_scan(tmp_path / "s")
+    scan = load_scan(tmp_path / "s", allow_incomplete=True)
     assert scan.image.GetSize()[2] == 3
-    assert any("unreadable DICOM" in w for w in scan.warnings)
+    assert any(w.startswith("incomplete series:") and "zz_bad" in w for w in scan.warnings)
     with pytest.raises(DicomDecodeError):
         load_scan(bad)
+    # The same cut file in another folder than the series only warns.
+    other = tmp_path / "other"
+    other.mkdir()
+    bad.rename(other / "zz_bad")
+    scan = load_scan(tmp_path)
+    assert any("outside the series' folder" in w for w in scan.warnings)
 
 
 def test_huge_declared_size_refused_without_allocating(tmp_path):
@@ -142,10 +151,16 @@ def test_huge_declared_size_compressed_refused(tmp_path):
 def test_missing_slice_refused(tmp_path):
     hu = _phantom(nz=8)
     paths = write_series(tmp_path, hu, spacing_mm=(1, 1, 2))
-    # remove slice 4 of 8 -> one gap of 4 mm: modest, resampled with a warning
+    # remove slice 4 of 8 -> one gap of 4 mm: refused, naming the positions
     z = [float(__import__("pydicom").dcmread(p).ImagePositionPatient[2]) for p in paths]
     os.remove(paths[int(np.argsort(z)[4])])
-    scan = load_scan(tmp_path)
+    with pytest.raises(IncompleteSeriesError, match=r"4\.00 mm gap between slices at 6\.00 "
+                       r"and 10\.00 mm"):
+        load_scan(tmp_path)
+    # allowed: interpolated over, with a warning that says so
+    scan = load_scan(tmp_path, allow_incomplete=True)
+    assert any(w.startswith("incomplete series:") and "interpolated" in w
+               for w in scan.warnings)
     assert any("irregular slice spacing" in w for w in scan.warnings)
     assert scan.image.GetSize()[2] >= 8
     np.testing.assert_allclose(scan.image.GetSpacing()[2] * (scan.image.GetSize()[2] - 1), 14.0)

@@ -102,7 +102,9 @@ def test_index_lists_scans_failures_and_verdicts(batch_out):
     assert "GGO &lt;missed&gt; at right base" in row.group(2)
     row0 = re.search(rf'<tr data-scan="{scans[0]}" data-status="([a-z]+)">', text)
     assert row0 and row0.group(1) == "none"
-    assert "<h2>Failed scans</h2>" in text and "missing.nii.gz" in text
+    # The failed input is listed, pseudonymised: its path may name the patient (issue 22).
+    assert "<h2>Failed scans</h2>" in text and "&lt;input&gt;: no such file" in text
+    assert "missing.nii.gz" not in text and str(batch_out.parent) not in text
     assert "th.sort" in text and "addEventListener('click'" in text, "sortable (inline JS)"
     # Key numbers of each scan, from its result.json.
     import json

@@ -63,7 +63,9 @@ def test_scans_detail_and_slices(server, batch_out, batch_inputs):
     status, body, _ = _get(base + "api/scans")
     doc = json.loads(body)
     assert status == 200 and len(doc["scans"]) == 2
-    assert len(doc["failed"]) == 1 and "missing.nii.gz" in doc["failed"][0]["reason"]
+    assert len(doc["failed"]) == 1 and doc["failed"][0]["reason"] == (
+        "<input>: no such file or folder")  # pseudonymised: no input path (issue 22)
+    assert "source" not in doc["failed"][0]
     scan_id = doc["scans"][0]["id"]
     rec = json.loads((batch_out / scan_id / "result.json").read_text())
     assert doc["scans"][0]["numbers"]["lesion_pct"] == pytest.approx(

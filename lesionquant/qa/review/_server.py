@@ -2,7 +2,12 @@
 
 Standard library only (``http.server``), bound to 127.0.0.1. Requests whose ``Host`` is
 not this server (DNS rebinding) are refused, and writes need the per-server token that is
-embedded in the page, so another web site open in the same browser cannot post verdicts.
+embedded in the page and an ``Origin`` (when the browser sends one) of this server, so another
+web site open in the same browser cannot post verdicts. Every response forbids framing
+(``X-Frame-Options: DENY``, CSP ``frame-ancestors 'none'``: no click-jacking of the verdict
+buttons); malformed requests (bad ``Content-Length``, invalid UTF-8 or JSON, JSON nested too
+deep) get ``400`` and never a traceback; a client that stalls is dropped after
+:data:`SOCKET_TIMEOUT_S`. Temp files that a killed writer left in ``OUT`` are removed at start.
 
 Routes (``<id>`` is a scan folder name in ``OUT``)::
 
@@ -33,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lesionquant._atomic import clean_stale_tmp
 from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
 from lesionquant.qa._verdicts import VERDICTS, load_verdicts, save_verdict
@@ -49,6 +55,9 @@ _ROUTE = re.compile(r"^/api/scans/(?P<id>[^/]+)(?:/(?P<what>ct|overlay)/(?P<k>\d
 _LABEL_NAMES = {0: "", 1: "right lung", 2: "left lung", 3: "GGO", 4: "consolidation",
                 5: "airway"}
 _MAX_BODY = 64 * 1024
+#: Seconds a client may stall on a connection before it is closed.
+SOCKET_TIMEOUT_S = 20.0
+_MAX_JSON_DEPTH = 8
 
 
 def _static(name: str) -> bytes:
@@ -130,9 +139,39 @@ class _App:
         return doc
 
 
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings counted too: an upper
+    bound), measured without recursion so a 20,000-deep body cannot exhaust the stack."""
+    depth = best = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "lesionquant-review"
+    timeout = SOCKET_TIMEOUT_S  # socket timeout: a slow client cannot hold a thread forever
     app: _App  # set on the subclass made per server
+
+    def handle_one_request(self) -> None:
+        """Serve one request; any unexpected failure is a 500 answer and a log line, never a
+        traceback on stderr or a connection closed without a response."""
+        try:
+            super().handle_one_request()
+        except TimeoutError:
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a bug: answer, log, keep serving
+            logger.warning("review server: %s %s failed: %s: %s", self.command, self.path,
+                           type(exc).__name__, exc)
+            self.close_connection = True
+            with contextlib.suppress(Exception):
+                self._error(500, "internal error")
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -144,6 +183,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "private, max-age=300" if cache else "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
+        self.send_header("Referrer-Policy", "no-referrer")
         self.end_headers()
         if self.command != "HEAD":
             try:
@@ -161,6 +203,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _host_ok(self) -> bool:
         host = (self.headers.get("Host") or "").strip().lower()
         return host in (f"127.0.0.1:{self.app.port}", f"localhost:{self.app.port}")
+
+    def _origin_ok(self) -> bool:
+        """A state-changing request must come from this server's own page: an ``Origin``
+        other than this server (or ``null``), or ``Sec-Fetch-Site: cross-site``, is refused.
+        Clients that send no Origin (scripts, curl) still need the token."""
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.strip().lower() not in (
+                f"http://127.0.0.1:{self.app.port}", f"http://localhost:{self.app.port}"):
+            return False
+        site = (self.headers.get("Sec-Fetch-Site") or "").strip().lower()
+        return site not in ("cross-site", "same-site")
 
     # -- GET -----------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -244,8 +297,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self._host_ok():
             self._error(403, "wrong Host header")
             return
-        if not secrets.compare_digest(self.headers.get("X-LesionQuant-Token", ""),
-                                      self.app.token):
+        if not self._origin_ok():
+            self._error(403, "request from another origin")
+            return
+        token = self.headers.get("X-LesionQuant-Token", "")
+        if not (token.isascii() and secrets.compare_digest(token, self.app.token)):
             self._error(403, "missing or wrong token")
             return
         m = _ROUTE.match(urllib.parse.unquote(urllib.parse.urlsplit(self.path).path))
@@ -253,14 +309,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if m is None or entry is None or m.group("leaf") != "verdict":
             self._error(404, "not found")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 < length <= _MAX_BODY:
-            self._error(400, "body missing or too large")
+        raw_length = (self.headers.get("Content-Length") or "0").strip()
+        if not raw_length.isdigit() or not 0 < int(raw_length) <= _MAX_BODY:
+            self.close_connection = True  # the body (if any) is not read: drop the stream
+            self._error(400, "Content-Length missing, not a number, or too large")
+            return
+        data = self.rfile.read(int(raw_length))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error(400, "body is not UTF-8")
+            return
+        if _json_depth(text) > _MAX_JSON_DEPTH:
+            self._error(400, "JSON nested too deep")
             return
         try:
-            body = json.loads(self.rfile.read(length))
+            body = json.loads(text)
             verdict = str(body["verdict"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self._error(400, "expected JSON {verdict, comment, reader}")
             return
         if verdict not in VERDICTS:
@@ -296,6 +362,10 @@ class ReviewServer:
         self.out_dir = Path(out_dir)
         if not self.out_dir.is_dir():
             raise InvalidInputError("batch output folder does not exist", source=self.out_dir)
+        removed = clean_stale_tmp(self.out_dir)
+        if removed:
+            logger.info("%s: removed %d temp file(s) left by an interrupted writer",
+                        self.out_dir, removed)
         load_verdicts(self.out_dir)  # fail now, not at the first click, on a corrupt file
         sources = (match_inputs(self.out_dir, [str(p) for p in inputs], salt=salt)
                    if inputs else {})
@@ -311,10 +381,12 @@ class ReviewServer:
         handler.app = _App(self.out_dir, self.port, token, sources)
         self.url = f"http://{HOST}:{self.port}/"
         self._thread: threading.Thread | None = None
+        self._serving = False
 
     def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (or KeyboardInterrupt)."""
         logger.info("review server for %s at %s", self.out_dir, self.url)
+        self._serving = True
         self._httpd.serve_forever(poll_interval=0.2)
 
     def start(self) -> ReviewServer:
@@ -326,8 +398,9 @@ class ReviewServer:
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        with contextlib.suppress(Exception):
-            self._httpd.shutdown()
+        if self._thread is not None or self._serving:  # shutdown() waits for serve_forever
+            with contextlib.suppress(Exception):
+                self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
