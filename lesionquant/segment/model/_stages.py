@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 #: Lung parts (3D connected) with fewer voxels than this fraction of the largest are
 #: dropped (specks in the bowel or outside the body).
 MIN_PART_FRACTION = 0.02
+#: Grid on which the lung parts and sides are found, mm (as the classical work grid).
+SIDE_GRID_MM = 2.0
 #: Slices per forward pass: memory is about 60 MB per 512 x 512 slice on the CPU.
 BATCH_SLICES = 8
 
@@ -122,18 +124,32 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
 
     The sides are assigned as the classical lung stage does (the two largest parts, or
     erosion cores of joined lungs, each voxel to the nearest core), which stays right
-    where the network's own side channel hesitates near the anterior junction."""
+    where the network's own side channel hesitates near the anterior junction. The parts
+    and sides are found on a grid of about :data:`SIDE_GRID_MM` (every n-th voxel), and
+    every voxel takes the side of its nearest coarse lung voxel: bounded time and memory
+    on a 512 x 512 x 300 scan."""
     from lesionquant.segment._lungs import _split
 
     mask = lung > 0
-    lab, n = ndi.label(mask)
+    step = tuple(max(1, int(SIDE_GRID_MM // v)) for v in spacing_zyx)
+    sub = tuple(slice(None, None, k) for k in step)
+    coarse = mask[sub]
+    lab, n = ndi.label(coarse)
     if n == 0:
         return np.zeros(lung.shape, np.uint8)
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     keep = sizes >= MIN_PART_FRACTION * sizes.max()
-    mask = keep[lab]
-    return _split(lab, keep, mask, hu > -500, spacing_zyx)
+    kept = keep[lab]
+    sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
+    sides = _split(lab, keep, kept, hu[sub] > -500, sp)
+    near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_distances=False,
+                                      return_indices=True)
+    sides_all = sides[tuple(near)]
+    sides_all[coarse & ~kept] = 0  # dropped parts
+    idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
+           for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
+    return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)
 
 
 def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
