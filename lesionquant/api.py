@@ -72,7 +72,8 @@ def quantify(source: Any, settings: Settings | None = None, **overrides: Any) ->
     t_all = time.perf_counter()
     t0 = time.perf_counter()
     scan = _load(source)
-    timings["load"] = time.perf_counter() - t0
+    if not isinstance(source, Scan):  # a Scan given in was loaded elsewhere: no load stage
+        timings["load"] = time.perf_counter() - t0
     weights_sha256 = None
     if s.method is Method.MODEL:
         from lesionquant.segment.model import (

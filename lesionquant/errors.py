@@ -9,6 +9,7 @@ is one). Programming mistakes by callers (wrong argument types) stay ``TypeError
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousInputError",
     "DicomDecodeError",
     "GeometryError",
     "ImplausibleValueError",
@@ -44,6 +45,10 @@ class LesionQuantError(Exception):
 
 class InvalidInputError(LesionQuantError):
     """The input cannot be read: missing, empty, truncated, not an image, unsafe size."""
+
+
+class AmbiguousInputError(InvalidInputError):
+    """The input holds several scans (patients or studies) where one was expected."""
 
 
 class NoSeriesError(InvalidInputError):

@@ -21,7 +21,7 @@ def test_philips_export_chooses_s2010_and_explains(edge_dir, capsys):
     assert main(["series", str(edge_dir / "dcmqa-ct-philips-phantom-study-export")]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert lines[0].split()[:3] == ["UID", "DESCRIPTION", "MODALITY"]
+    assert lines[0].split()[:5] == ["PATIENT", "STUDY", "UID", "DESCRIPTION", "MODALITY"]
     chosen = [ln for ln in lines if "CHOSEN" in ln]
     assert len(chosen) == 1
     assert "STD BRAIN 5MM" in chosen[0] and " 28 " in chosen[0] and "only candidate" in chosen[0]
@@ -63,3 +63,32 @@ def test_subprocess_entry_point(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "CHOSEN" in out.stdout and "test series" in out.stdout
+
+
+def test_says_what_run_quantifies_and_what_load_scan_takes(tmp_path, capsys):
+    """Two patients; the first with two reconstructions of one study. `run` quantifies all
+    three CT series (RUN yes); load_scan's choice is one per study (CHOSEN), and on the whole
+    folder load_scan refuses (several patients)."""
+    hu = np.full((4, 8, 8), -1000, np.int16)
+    hu[:, 2:6, 2:6] = 30
+    write_series(tmp_path / "p1" / "thin", hu, study_uid="1.2.3.1", PatientID="PID-1",
+                 SeriesDescription="thin", thickness_mm=1.0)
+    write_series(tmp_path / "p1" / "thick", hu[:2], study_uid="1.2.3.1", PatientID="PID-1",
+                 SeriesDescription="thick", thickness_mm=3.0, spacing_mm=(1.0, 1.0, 3.0))
+    write_series(tmp_path / "p2", hu, study_uid="1.2.3.2", PatientID="PID-2",
+                 SeriesDescription="other")
+    assert main(["series", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    table = {ln.split()[3]: ln.split() for ln in out.splitlines()[1:4]}
+    # numbered, never identified; one patient and study for the two reconstructions
+    assert table["thin"][:2] == table["thick"][:2] != table["other"][:2]
+    assert {table["thin"][0], table["other"][0]} == {"1", "2"}
+    assert [table[d][9:11] for d in ("thin", "thick", "other")] == [
+        ["yes", "CHOSEN"], ["yes", "candidate"], ["yes", "CHOSEN"]]
+    assert "lesionquant run quantifies the 3 series" in out and "2 studies of 2" in out
+    assert "load_scan / quantify on this path: refused" in out
+    assert "PID-" not in out
+    assert main(["series", "--json", str(tmp_path / "p1")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((r["description"], r["run"], r["status"]) for r in rows) == [
+        ("thick", "yes", "candidate"), ("thin", "yes", "CHOSEN")]

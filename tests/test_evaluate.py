@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -55,6 +57,57 @@ def test_evaluate_command_rejects_bad_paths_before_running(tmp_path, capsys, cas
     assert not (tmp_path / "acc.md").exists()
 
 
+def test_evaluate_help_says_run_time_output_and_the_one_set_of_defaults(capsys):
+    import inspect
+
+    from lesionquant.evaluate import evaluate
+
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Run time: about" in text and "minutes" in text
+    # writes outside the tracked files by default; the documentation only when asked
+    assert "default lq_evaluate/accuracy.md" in text
+    assert "--out docs/accuracy.md --figures docs/figures" in text
+    # the defaults shown are evaluate()'s own
+    params = inspect.signature(evaluate).parameters
+    assert f"(default {','.join(str(v) for v in params['phantom_seeds'].default)})" in text
+    burdens = ",".join(f"{v:g}" for v in params["phantom_burdens"].default)
+    assert f"% of lung (default {burdens})" in text
+
+
+def test_evaluate_report_command_is_relative_and_complete(tmp_path, monkeypatch):
+    from lesionquant.cli import build_parser
+    from lesionquant.cli._evaluate import _command, _csv, _defaults
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["evaluate", "--data", str(tmp_path.parent / "data"),
+                                      "--phantom-seeds", "0", "--thick-slices-mm", "0"])
+    grid = {**_defaults(), "phantom_seeds": (0,), "thick_slice_mm": None}
+    command = _command(args, grid, Path(args.out), Path("lq_evaluate/figures"))
+    assert command.startswith("lesionquant evaluate --data ../data --out "
+                              "lq_evaluate/accuracy.md --figures lq_evaluate/figures ")
+    # every grid value spelled out: the given ones and evaluate()'s defaults
+    assert f"--phantom-seeds 0 --phantom-burdens {_csv(grid['phantom_burdens'])} " in command
+    assert f"--thick-slices-mm 0 --insert-seeds {_csv(grid['insert_seeds'])} " in command
+    assert command.endswith(f"--insert-burdens {_csv(grid['insert_burdens'])}")
+
+
+def test_evaluate_default_output_is_not_the_tracked_docs(tmp_path, monkeypatch, capsys):
+    """With no --out, the report would go to ./lq_evaluate/ (git-ignored), never docs/."""
+    from lesionquant.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate"])
+    assert args.out == "lq_evaluate/accuracy.md" and args.figures is None
+    gitignore = (Path(__file__).resolve().parents[1] / ".gitignore").read_text()
+    assert "/lq_evaluate/" in gitignore.split()
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--data", str(tmp_path / "nodata")]) != 0
+    assert "--data" in capsys.readouterr().err
+    assert not (tmp_path / "lq_evaluate").exists(), "nothing created before the data is found"
+
+
 @pytest.mark.realdata
 def test_medseg_window_mapping(chest_dir):
     jpeg = chest_dir / "medseg-covid-2d-ggo-consolidation" / "images" / "000.jpg"
@@ -85,6 +138,14 @@ def test_evaluate_command_writes_report(data_root, tmp_path):
     # the thick-slice phantoms: half the slices, twice as thick, with their own targets
     assert "Phantoms (96x96x24 at 3.6x3.6x12.0 mm)" in text
     assert "lesion Dice, worst (phantoms 3.6x3.6x12.0 mm)" in text
+    # the command that reproduces it: every grid value, no absolute (machine) path
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("Regenerate with: ")]
+    command = line.split("`")[1]
+    assert not [p for p in command.split() if p.startswith("/")], command  # all relative
+    for part in ("--phantom-seeds 0", "--phantom-burdens 10", "--phantom-size 96,96,48",
+                 "--phantom-spacing 3.6,3.6,6", "--thick-slices-mm 12", "--insert-seeds 0",
+                 "--insert-burdens 10", "--figures "):
+        assert part in command, part
 
 
 def test_medseg_montage_shows_expert_and_pipeline_labels(tmp_path):

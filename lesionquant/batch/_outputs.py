@@ -73,8 +73,9 @@ def write_csv_atomic(path: str | os.PathLike[str], columns: Sequence[str],
                      rows: Iterable[Mapping[str, Any]]) -> None:
     """Write a CSV table (header + rows, missing cells empty) atomically.
 
-    Floats are written with ``repr`` precision, ``None`` and NaN as empty cells, so pandas and
-    R read the numbers back exactly (``NA`` for the empty cells).
+    Floats are written with :data:`CSV_SIGNIFICANT_DIGITS` significant digits (relative
+    rounding error at most 5e-6: 4523.12 mL, 4.65312 %), ``None`` and NaN as empty cells (``NA``
+    in pandas and R). ``result.json`` keeps the full precision.
     """
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore",
@@ -100,6 +101,8 @@ def _csv_cell(value: Any) -> Any:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return _csv_float(value)
     if isinstance(value, str):
         value = _CONTROL.sub(" ", value)
         if value.startswith(_FORMULA_START):
@@ -108,6 +111,15 @@ def _csv_cell(value: Any) -> Any:
             except ValueError:
                 value = "'" + value
     return value
+
+
+#: Significant digits of every float in the CSV tables (docs/batch.md).
+CSV_SIGNIFICANT_DIGITS = 6
+
+
+def _csv_float(value: float) -> str:
+    """``value`` with :data:`CSV_SIGNIFICANT_DIGITS` significant digits (0.00049, 4523.12)."""
+    return format(value, f".{CSV_SIGNIFICANT_DIGITS}g")
 
 
 def _json_safe(value: Any) -> Any:

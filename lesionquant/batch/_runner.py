@@ -5,10 +5,16 @@ recycled after a few scans so memory stays bounded at about ``workers`` x one sc
 ``workers`` jobs are in flight, so when a worker process dies (segfault, out-of-memory kill)
 only those jobs are suspects: each is re-run alone in a fresh process, and the one that kills
 its process again is recorded as failed. The batch itself goes on.
+
+Called from a plain script without an ``if __name__ == "__main__":`` guard, worker processes
+cannot start (each would re-run the script), so the scans run one at a time in the calling
+process instead, with a ``RuntimeWarning`` when more workers were asked for
+(:mod:`lesionquant.batch._mainguard`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -16,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -28,6 +35,7 @@ from lesionquant._deid import public_reason
 from lesionquant._version import __version__
 from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job, expand_inputs
+from lesionquant.batch._mainguard import unguarded_main_call
 from lesionquant.batch._process import RunContext, process_job
 from lesionquant.batch._pseudonym import load_or_create_salt
 from lesionquant.batch._tables import write_tables
@@ -113,6 +121,10 @@ def run_batch(
         Pipeline settings (default ``Settings()``); stored in every ``result.json``.
     workers : int
         Parallel worker processes (>= 1). Peak memory is about ``workers`` times one scan.
+        Called from the top level of a script without an ``if __name__ == "__main__":``
+        guard, the scans run in this process instead (worker processes would re-run the
+        script), with a ``RuntimeWarning`` when ``workers > 1``; notebooks, guarded scripts
+        and the ``lesionquant`` command use worker processes.
     resume : bool
         Skip scans whose result is already complete (default). With ``resume=False`` existing
         results are an error unless ``overwrite``.
@@ -158,6 +170,17 @@ def run_batch(
     """
     if workers < 1:
         raise ValueError("run_batch: workers must be >= 1")
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError("run_batch was called while a worker process was starting (it "
+                           "re-imports the script): put the call under "
+                           "'if __name__ == \"__main__\":'")
+    script = unguarded_main_call()
+    if script is not None and workers > 1:
+        warnings.warn(
+            f"run_batch(workers={workers}) called at the top level of {script} without an "
+            "'if __name__ == \"__main__\":' guard: worker processes would re-run the script, "
+            "so the scans run one at a time in this process. Put the call under that guard "
+            "to use worker processes.", RuntimeWarning, stacklevel=2)
     t0 = time.perf_counter()
     settings = settings or Settings()
     out = Path(out_dir)
@@ -182,7 +205,7 @@ def run_batch(
                     len(jobs), len(skipped), len(todo), workers)
         failures = [(e.error_id, e.reason) for e in input_errors]
         done = _execute(todo, ctx, workers, failures, progress=progress,
-                        total=len(jobs), initial=len(skipped))
+                        total=len(jobs), initial=len(skipped), in_process=script is not None)
         write_tables(out)
         endpoint_csv = None
         if endpoint:
@@ -247,11 +270,15 @@ def _diff(have: dict[str, Any], want: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {have.get(k)!r} then, {want.get(k)!r} now" for k in keys)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
+def _exit_with_parent(parent_pid: int, started: Any = None) -> None:
     """Worker initializer: end this worker when the batch process dies (e.g. ``kill -9``).
 
-    Without it an orphaned worker waits forever for its next task.
+    Without it an orphaned worker waits forever for its next task. ``started`` (a shared
+    counter) tells the batch that a worker got past its start-up (importing ``__main__``).
     """
+    if started is not None:
+        with started.get_lock():
+            started.value += 1
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -261,9 +288,10 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="lesionquant-parent-watch", daemon=True).start()
 
 
-def _make_pool(workers: int) -> ProcessPoolExecutor:
+def _make_pool(workers: int, started: Any) -> ProcessPoolExecutor:
     kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn"),
-                              "initializer": _exit_with_parent, "initargs": (os.getpid(),)}
+                              "initializer": _exit_with_parent,
+                              "initargs": (os.getpid(), started)}
     if sys.version_info >= (3, 11):
         kwargs["max_tasks_per_child"] = MAX_TASKS_PER_CHILD
     return ProcessPoolExecutor(max_workers=workers, **kwargs)
@@ -271,8 +299,12 @@ def _make_pool(workers: int) -> ProcessPoolExecutor:
 
 def _execute(todo: list[Job], ctx: RunContext, workers: int,
              failures: list[tuple[str, str]], *, progress: bool | None, total: int,
-             initial: int) -> int:
-    """Run the jobs; append failures; return the number done. Survives dying workers."""
+             initial: int, in_process: bool = False) -> int:
+    """Run the jobs; append failures; return the number done. Survives dying workers.
+
+    With ``in_process`` (or when no worker process can start) the jobs run one at a time in
+    this process.
+    """
     from tqdm import tqdm
 
     out = Path(ctx.out_dir)
@@ -305,6 +337,29 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
             "scan_id": job.scan_id, "series_uid": job.series_uid or "", "reason": reason,
             "public_reason": public_reason(reason, [job.source]), "source": job.source})
 
+    def run_here(jobs: deque[Job]) -> None:
+        """The jobs one at a time in this process (no crash isolation)."""
+        nonlocal last_tables
+        here = dataclasses.replace(ctx, parent_pid=0)  # no parent to watch
+        while jobs:
+            job = jobs.popleft()
+            bar.set_postfix_str(job.scan_id, refresh=True)
+            finish(job, process_job(job, here))
+            if time.monotonic() - last_tables > _TABLE_INTERVAL_S:
+                write_tables(out)
+                last_tables = time.monotonic()
+
+    if in_process:
+        logger.info("running the scans in this process (called from a script without an "
+                    "'if __name__ == \"__main__\":' guard)")
+        try:
+            run_here(pending)
+        finally:
+            bar.set_postfix_str(f"failed {len(failures)}" if failures else "", refresh=False)
+            bar.close()
+        return done
+
+    started_workers = multiprocessing.get_context("spawn").Value("i", 0)
     pool_size = 0
     try:
         while pending or isolate or inflight:
@@ -313,7 +368,7 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
                 pool.shutdown(wait=True)
                 pool = None
             if pool is None:
-                pool, pool_size = _make_pool(size), size
+                pool, pool_size = _make_pool(size, started_workers), size
             if isolate:
                 if not inflight:
                     job = isolate.popleft()
@@ -352,6 +407,17 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
                 inflight.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = None
+                if started_workers.value == 0:
+                    # Not a scan's fault: no worker process ever got past its start-up.
+                    msg = ("worker processes could not start (see the errors above; a script "
+                           "needs its run_batch call under 'if __name__ == \"__main__\":'); "
+                           "running the scans in this process instead")
+                    logger.warning("%s", msg)
+                    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                    run_here(deque([*broken, *isolate, *pending]))
+                    isolate.clear()
+                    pending.clear()
+                    continue
                 for job in broken:
                     if job.scan_id in isolated or len(broken) == 1:
                         fail(job, "the worker process died while processing this scan "
@@ -371,11 +437,19 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
 
 
 def _write_index(out: Path) -> None:
-    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``."""
+    """Let the QA module (re)build ``OUT/index.html`` when it provides ``write_index``, and
+    place every ``report.html`` among its patient's visits (they were written by the workers
+    before the other visits were known)."""
     try:
         from lesionquant import qa
     except ImportError:
         return
+    update = getattr(qa, "update_report_patient_sections", None)
+    if callable(update):
+        try:
+            update(out)
+        except Exception as exc:  # the reports keep their numbers; the visit is an extra
+            logger.warning("%s: patient section of the reports not written: %s", out, exc)
     write_index = getattr(qa, "write_index", None)
     if callable(write_index):
         try:

@@ -73,7 +73,9 @@ def load_scan(source: Any, series_uid: str | None = None, *,
         Or one of its subclasses (``NoSeriesError``, ``DicomDecodeError``,
         ``UnsupportedDicomError``, ``NotCTError``, ``GeometryError``,
         ``IncompleteSeriesError``, ``ImplausibleValueError``) for every bad input; the
-        one-line message names the input and the problem.
+        one-line message names the input and the problem. ``AmbiguousInputError`` when a
+        folder holds CT series of several patients or studies and no ``series_uid`` picks
+        one (the message lists them).
     """
     import numpy as np
 

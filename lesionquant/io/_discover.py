@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lesionquant.errors import (
+    AmbiguousInputError,
     DicomDecodeError,
     InvalidInputError,
     NoSeriesError,
@@ -378,7 +379,12 @@ def discover_series(path: str | os.PathLike[str], *, strict: bool = False) -> Di
     disc.series = _group(headers)
     for s in disc.series:
         _classify(s)
-    _rank(disc.series)
+    # One choice per study: the series load_scan takes from that study's folder.
+    studies: dict[str, list[SeriesInfo]] = {}
+    for s in disc.series:
+        studies.setdefault(s.first.study_uid, []).append(s)
+    for group in studies.values():
+        _rank(group)
     return disc
 
 
@@ -399,18 +405,48 @@ def _rank(series: list[SeriesInfo]) -> None:
              f"slices, {best.extent_mm:.0f} mm coverage"
              + (f", {thick:g} mm thick" if thick else ""))
     if len(candidates) == 1:
-        best.reason = f"chosen: {facts}; the only candidate"
+        best.reason = f"chosen: {facts}; the only candidate of its study"
     else:
-        best.reason = f"chosen: {facts}; best coverage, then thinnest of {len(candidates)}"
+        best.reason = (f"chosen: {facts}; best coverage, then thinnest of the "
+                       f"{len(candidates)} of its study")
         for s in candidates[1:]:
             s.reason = "candidate: less coverage or thicker slices than the chosen series"
+
+
+def _refuse_several_scans(disc: Discovery) -> None:
+    """Several patients or studies with a CT series under one path: which one is meant?
+
+    Loading one of them silently (the old behaviour, with a warning) gave a result for a
+    patient the caller may not have meant. The message lists the candidates by series UID
+    (what ``series_uid=`` takes) and slice count, never by patient identifiers.
+    """
+    candidates = [s for s in disc.series if not s.excluded]
+    studies = {s.first.study_uid for s in candidates if s.first.study_uid}
+    patients = {s.first.patient_id for s in candidates if s.first.patient_id}
+    if len(studies) <= 1 and len(patients) <= 1:
+        return
+    shown = "; ".join(f"{s.key} ({s.n_positions} slices"
+                      + (f", {s.first.series_description}" if s.first.series_description
+                         else "") + ")" for s in candidates[:6])
+    more = f"; and {len(candidates) - 6} more" if len(candidates) > 6 else ""
+    raise AmbiguousInputError(
+        f"{len(patients) or 'unknown'} patient(s) and {len(studies)} studies with a CT series "
+        "here; load_scan loads one scan: give the folder of one study, or one series_uid of: "
+        f"{shown}{more} (`lesionquant series` lists them; `lesionquant run` quantifies them "
+        "all)", source=disc.root)
 
 
 def choose_series(disc: Discovery, series_uid: str | None = None) -> tuple[SeriesInfo, list[str]]:
     """The series to load, honouring a forced UID; with warnings.
 
+    Within one study the best CT series is taken (coverage, then thinnest slices). A path
+    holding several patients or studies is refused unless ``series_uid`` picks one.
+
     Raises
     ------
+    AmbiguousInputError
+        Several patients or studies have a CT series under the path and no ``series_uid``
+        was given (the message lists the candidate series).
     NoSeriesError
         No DICOM images at all, or the requested UID is absent.
     UnsupportedDicomError
@@ -445,10 +481,7 @@ def choose_series(disc: Discovery, series_uid: str | None = None) -> tuple[Serie
             warns.append(f"{disc.root}: series {pick.short_uid} forced by UID although "
                          f"{pick.excluded}")
         return pick, warns
-    studies = {s.first.study_uid for s in disc.series if s.first.study_uid}
-    if len(studies) > 1:
-        warns.append(f"{disc.root}: {len(studies)} studies found; loading one series of one "
-                     "study (use series_uid to choose; `lesionquant series` lists them)")
+    _refuse_several_scans(disc)
     chosen = [s for s in disc.series if s.chosen]
     if not chosen:
         reasons = "; ".join(f"{s.short_uid}: {s.excluded}" for s in disc.series)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from lesionquant.measure._measure import measure
-from lesionquant.measure._quantify import ZONES, zone_score
+from lesionquant.measure._quantify import SCORE_MIN_LESION_PCT, ZONES, zone_score
 from lesionquant.measure._result import Provenance, Result
 
-__all__ = ["ZONES", "Provenance", "Result", "measure", "zone_score"]
+__all__ = ["SCORE_MIN_LESION_PCT", "ZONES", "Provenance", "Result", "measure", "zone_score"]

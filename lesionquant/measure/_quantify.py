@@ -10,7 +10,11 @@ Definitions (also in ``docs/method.md``):
   superior-inferior axis, between its most superior and most inferior voxel centres:
   ``upper``, ``middle``, ``lower``.
 * Zone score 0-5 from the zone's lesion % as in the lobar score of Pan et al. (Radiology
-  2020;295:715-721): 0 none, 1 <5 %, 2 5-25 %, 3 25-50 %, 4 50-75 %, 5 >=75 %.
+  2020;295:715-721): 0 none, 1 <5 %, 2 5-25 %, 3 25-50 %, 4 50-75 %, 5 >=75 %. "None" is
+  below :data:`SCORE_MIN_LESION_PCT` (1 %): the visual score is read in whole percent
+  (1-5 %, 6-25 %, ...), and below 1 % of a zone lie the partial-volume vessel and fissure
+  voxels a normal lung shows (the healthy sample's zones reach 0.97 %); a trace of false
+  lesion must not make a healthy scan 3/30.
   ``severity_score`` sums the 6 zones (0-30); ``severity_score_25`` rescales it to the
   0-25 range of the 5-lobe score (x 25/30). Zones are not lobes (the fissures are not
   segmented), so the two scores agree in range and meaning but not voxel for voxel.
@@ -20,16 +24,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ZONES", "measure_labels", "zone_score"]
+__all__ = ["SCORE_MIN_LESION_PCT", "ZONES", "measure_labels", "zone_score"]
 
+#: A zone whose lesion % is below this scores 0 ("none") in the severity score, %.
+SCORE_MIN_LESION_PCT = 1.0
 ZONES = ("upper", "middle", "lower")
 _SIDES = (("right", 1), ("left", 2))
 _PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
 
 
 def zone_score(lesion_pct: float) -> int:
-    """Pan et al. 0-5 score of a lesion percentage (0 none, 1 <5, ..., 5 >=75)."""
-    if lesion_pct <= 0:
+    """Pan et al. 0-5 score of a zone's lesion % (0 below 1 %, 1 <5, ..., 5 >=75).
+
+    Examples
+    --------
+    >>> [zone_score(p) for p in (0.0, 0.97, 1.0, 4.9, 5.0, 30.0, 80.0)]
+    [0, 0, 1, 1, 2, 3, 5]
+    """
+    if lesion_pct < SCORE_MIN_LESION_PCT:
         return 0
     for score, upper in ((1, 5.0), (2, 25.0), (3, 50.0), (4, 75.0)):
         if lesion_pct < upper:

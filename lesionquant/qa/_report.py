@@ -22,6 +22,15 @@ from lesionquant._deid import identifying_texts, scrub
 from lesionquant._version import __version__
 from lesionquant.qa._display import COLOURS, LUNG_WINDOW, check_renderable
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
+from lesionquant.qa._patients import (
+    DELTA_NOTE,
+    PATIENT_CSS,
+    cohort_html,
+    day_text,
+    patient_card_html,
+    pending_patient_section,
+    visits_by_patient,
+)
 from lesionquant.qa._verdicts import Verdict, load_verdicts
 
 logger = logging.getLogger(__name__)
@@ -67,7 +76,7 @@ th.sort:after { content: " \\2195"; color: #999; }
 pre { background: #f0f0f3; padding: 8px; overflow-x: auto; font-size: 12px; }
 .legend span { display: inline-block; width: 14px; height: 14px; vertical-align: -2px;
                margin: 0 4px 0 12px; border-radius: 2px; }
-"""
+""" + PATIENT_CSS
 
 # Click a header to sort; numbers sort numerically (data-v), empty cells last.
 _SORT_JS = """
@@ -148,6 +157,8 @@ def _kv_table(data: Mapping[str, Any]) -> str:
             cell = "".join(_kv_table(v) for v in value)
         elif isinstance(value, list):
             cell = e(", ".join(_fmt_value(v) for v in value))
+        elif value is None:
+            cell = "n/a"
         else:
             cell = e(_fmt_value(value))
         cls = " class=\"num\"" if isinstance(value, (int, float)) and not isinstance(
@@ -222,6 +233,9 @@ def render_report_html(
     flat = {k: v for k, v in numbers.items()
             if isinstance(v, (int, float, str, bool)) or v is None}
     parts = [
+        # Patient, study date, visit day and the trajectory: filled in by the batch once it
+        # knows every visit of the patient (qa._patients.update_report_patient_sections).
+        pending_patient_section(),
         f"<section><h2>Key numbers</h2>{_key_boxes(numbers)}</section>",
         "<section><h2>QA images</h2>",
         (f"<img class=\"montage\" alt=\"QA montage of {e(scan_id)}\" "
@@ -294,6 +308,8 @@ def write_scan_qa(result: Any, folder: str | os.PathLike[str], *, scan_id: str |
     numbers = dict(measurements) if measurements is not None else result.to_dict()
     provenance = _scrub(_as_dict(getattr(result, "provenance", None)) or {}, scan)
     method = provenance.get("method", "")
+    if "weights_sha256" in provenance and not provenance["weights_sha256"]:
+        provenance["weights_sha256"] = f"n/a (the {method or 'classical'} method uses no weights)"
     montage = render_montage(
         scan.image, result.labelmap, scan_id=scan_id, numbers=numbers,
         acquisition=scan.acquisition,
@@ -318,14 +334,22 @@ def _num_cell(value: float | None, digits: int) -> str:
     return f"<td class=\"num\" data-v=\"{value!r}\">{value:,.{digits}f}</td>"
 
 
-def _scan_row(scan: ScanEntry, verdict: Verdict | None) -> str:
+def _scan_row(scan: ScanEntry, verdict: Verdict | None, visit: dict[str, Any] | None) -> str:
     status = verdict.verdict if verdict else "none"
     link = f"{scan.scan_id}/{REPORT_FILE}"
     report = (f"<a href=\"{e(link)}\">{e(scan.scan_id)}</a>"
               if (scan.folder / REPORT_FILE).is_file() else e(scan.scan_id))
     montage = (f"<a href=\"{e(scan.scan_id)}/{OVERLAY_FILE}\">montage</a>"
                if (scan.folder / OVERLAY_FILE).is_file() else "")
-    cells = [f"<td data-v=\"{e(scan.scan_id)}\">{report}</td>", f"<td>{montage}</td>"]
+    visit = visit or {}
+    patient = str(visit.get("patient") or "")
+    date = str(visit.get("study_date") or "")
+    day = visit.get("days_since_baseline")
+    cells = [f"<td data-v=\"{e(patient)}\"><a href=\"#{e(patient)}\">{e(patient)}</a></td>",
+             f"<td data-v=\"{e(date)}\">{e(date or 'unknown')}</td>",
+             f"<td class=\"num\" data-v=\"{'' if day is None else day}\">"
+             f"{e(day_text(visit)) if visit else ''}</td>",
+             f"<td data-v=\"{e(scan.scan_id)}\">{report}</td>", f"<td>{montage}</td>"]
     cells += [_num_cell(scan.number(key), digits) for key, _, digits in KEY_NUMBERS]
     warnings = scan.warnings
     cells.append(f"<td class=\"num\" data-v=\"{len(warnings)}\" title=\"{e(' | '.join(warnings))}\""
@@ -350,13 +374,21 @@ def render_index_html(out_dir: str | os.PathLike[str]) -> str:
                                           verdicts[s.scan_id].verdict == k))
               for k in ("accept", "reject", "pending")}
     reviewed = counts["accept"] + counts["reject"]
-    head = ["<th class=\"sort\">scan</th>", "<th>QA image</th>"]
+    by_patient = visits_by_patient(out, [s.result for s in scans])
+    visits = {str(r["scan_id"]): r for rows in by_patient.values() for r in rows}
+    order = {sid: n for n, sid in enumerate(visits)}  # patient, then visit order
+    scans = sorted(scans, key=lambda s: (order.get(s.scan_id, len(order)), s.scan_id))
+    head = ["<th class=\"sort\">patient</th>", "<th class=\"sort\">study date</th>",
+            "<th class=\"sort num\">visit day</th>",
+            "<th class=\"sort\">scan</th>", "<th>QA image</th>"]
     head += [f"<th class=\"sort num\">{e(label)}</th>" for _, label, _ in KEY_NUMBERS]
     head += ["<th class=\"sort num\">warnings</th>", "<th class=\"sort\">method</th>",
              "<th class=\"sort\">QA</th>", "<th class=\"sort\">comment</th>",
              "<th class=\"sort\">reviewed (UTC)</th>"]
-    rows = "".join(_scan_row(s, verdicts.get(s.scan_id)) for s in scans)
-    summary = (f"<p>{len(scans)} scans measured, {len(errors)} failed. QA: "
+    rows = "".join(_scan_row(s, verdicts.get(s.scan_id), visits.get(s.scan_id))
+                   for s in scans)
+    summary = (f"<p>{len(by_patient)} patient(s), {len(scans)} scans measured, "
+               f"{len(errors)} failed. QA: "
                f"{counts['accept']} accepted, {counts['reject']} rejected, "
                f"{len(scans) - reviewed} not yet decided. "
                "Review with <code>lesionquant review OUT</code>.</p>")
@@ -364,7 +396,20 @@ def render_index_html(out_dir: str | os.PathLike[str]) -> str:
             "<option value=\"none\">not reviewed</option><option value=\"pending\">pending"
             "</option><option value=\"accept\">accepted</option><option value=\"reject\">"
             "rejected</option></select></label>")
-    body = [f"<section><h2>Scans</h2>{summary}{filt}"
+    verdict_of = {sid: v.verdict for sid, v in verdicts.items()}
+    cards = "".join(patient_card_html(p, rows_, link="{scan_id}/" + REPORT_FILE,
+                                      verdicts=verdict_of, note=False)
+                    for p, rows_ in sorted(by_patient.items()))
+    body = ["<nav class=\"toc\"><a href=\"#cohort\">Cohort</a><a href=\"#patients\">"
+            "Patients and visits</a><a href=\"#all-scans\">All scans</a>"
+            "<a href=\"#failed-scans\">Failed scans</a></nav>",
+            f"<section id=\"cohort\"><h2>Cohort: change from baseline</h2>"
+            f"{cohort_html(by_patient)}</section>",
+            "<section id=\"patients\"><h2>Patients and visits</h2>"
+            "<p class=\"note\">Each patient's lesion, GGO and consolidation % of the lung "
+            "against days since baseline, beside the visits and their change from baseline. "
+            f"{e(DELTA_NOTE)}</p><div class=\"patients\">{cards}</div></section>",
+            f"<section id=\"all-scans\"><h2>All scans</h2>{summary}{filt}"
             f"<table id=\"scans\" class=\"sortable\"><thead><tr>{''.join(head)}</tr></thead>"
             f"<tbody>{rows}</tbody></table></section>"]
     if errors:
@@ -373,12 +418,13 @@ def render_index_html(out_dir: str | os.PathLike[str]) -> str:
             "<tr>" + "".join(f"<td data-v=\"{e(str(r.get(c, '') or ''))}\">"
                              f"{e(str(r.get(c, '') or ''))}</td>" for c in cols) + "</tr>"
             for r in errors)
-        body.append("<section><h2>Failed scans</h2>"
+        body.append("<section id=\"failed-scans\"><h2>Failed scans</h2>"
                     "<table id=\"failed\" class=\"sortable\"><thead><tr>"
                     + "".join(f"<th class=\"sort\">{e(c)}</th>" for c in cols)
                     + f"</tr></thead><tbody>{err_rows}</tbody></table></section>")
     else:
-        body.append("<section><h2>Failed scans</h2><p>None.</p></section>")
+        body.append("<section id=\"failed-scans\"><h2>Failed scans</h2><p>None.</p>"
+                    "</section>")
     return _page("lesionquant batch QA", f"{out.resolve().name} · lesionquant {__version__}",
                  "".join(body), script=_SORT_JS)
 

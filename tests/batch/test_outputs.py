@@ -71,3 +71,21 @@ def test_error_records_are_written_and_forgotten(tmp_path):
     _outputs.remove_error(tmp_path, "S-1")
     _outputs.remove_error(tmp_path, "S-1")  # idempotent
     assert list((tmp_path / ".errors").iterdir()) == []
+
+
+def test_csv_numbers_have_six_significant_digits(tmp_path):
+    """The stated precision of docs/batch.md: 6 significant digits, integers as integers,
+    missing values empty; pandas reads the numbers back within 5e-6 relative error."""
+    import csv
+
+    values = {"lung_ml": 4523.123456789, "lesion_pct": 4.653123456, "tiny_ml": 0.000490000001,
+              "change_pp": -2.3456789, "score": 12, "nan": float("nan"), "none": None,
+              "flag": True}
+    _outputs.write_csv_atomic(tmp_path / "t.csv", list(values), [values])
+    with open(tmp_path / "t.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row == {"lung_ml": "4523.12", "lesion_pct": "4.65312", "tiny_ml": "0.00049",
+                   "change_pp": "-2.34568", "score": "12", "nan": "", "none": "",
+                   "flag": "true"}
+    for key in ("lung_ml", "lesion_pct", "tiny_ml", "change_pp"):
+        assert float(row[key]) == pytest.approx(values[key], rel=5e-6)

@@ -327,11 +327,41 @@ def test_missing_modality_with_mr_sop_class_refused(tmp_path):
         load_scan(tmp_path)
 
 
-def test_several_studies_warn(tmp_path):
+def test_several_studies_are_a_typed_error_listing_them(tmp_path):
+    """One scan is loaded from one study: a folder with two is refused, not guessed."""
+    from lesionquant.errors import AmbiguousInputError, InvalidInputError
+
     write_series(tmp_path / "a", _phantom(nz=3), study_uid="1.2.3.1")
     write_series(tmp_path / "b", _phantom(nz=4), study_uid="1.2.3.2")
-    scan = load_scan(tmp_path)
-    assert any("2 studies found" in w for w in scan.warnings)
+    with pytest.raises(AmbiguousInputError) as info:
+        load_scan(tmp_path)
+    assert isinstance(info.value, InvalidInputError)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path}: ") and "\n" not in msg and "2 studies" in msg
+    assert "3 slices" in msg and "4 slices" in msg
+    uids = [discover_series(tmp_path / d).series[0].series_uid for d in ("a", "b")]
+    assert all(uid in msg for uid in uids)
+    # the way out the message names: one series UID, or one study's folder
+    assert load_scan(tmp_path, series_uid=uids[1]).image.GetSize()[2] == 4
+    assert load_scan(tmp_path / "a").image.GetSize()[2] == 3
+
+
+def test_several_patients_are_a_typed_error_without_their_ids(tmp_path):
+    from lesionquant.errors import AmbiguousInputError
+
+    write_series(tmp_path / "x", _phantom(nz=3), study_uid="1.2.3.1", PatientID="PID-111111")
+    write_series(tmp_path / "y", _phantom(nz=3), study_uid="1.2.3.1", PatientID="PID-222222")
+    with pytest.raises(AmbiguousInputError, match="2 patient") as info:
+        load_scan(tmp_path)
+    assert "PID-" not in str(info.value)
+
+
+def test_one_study_with_two_reconstructions_loads_the_thinnest(tmp_path):
+    """Within one study the choice stays automatic (coverage, then thinnest)."""
+    write_series(tmp_path / "thick", _phantom(nz=3), study_uid="1.2.3.1", thickness_mm=2.5,
+                 spacing_mm=(1.0, 1.0, 2.5))  # the same 5 mm coverage: thickness decides
+    write_series(tmp_path / "thin", _phantom(nz=6), study_uid="1.2.3.1", thickness_mm=1.0)
+    assert all("/thin/" in f for f in load_scan(tmp_path).files)
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])

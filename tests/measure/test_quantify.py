@@ -80,8 +80,9 @@ def test_flipped_storage_gives_the_same_zones():
     assert out["right_upper_ggo_pct"] == pytest.approx(25.0)
 
 
-@pytest.mark.parametrize(("pct", "score"), [(0, 0), (0.01, 1), (4.99, 1), (5, 2), (25, 3),
-                                            (49.9, 3), (50, 4), (75, 5), (100, 5)])
+@pytest.mark.parametrize(("pct", "score"), [(0, 0), (0.01, 0), (0.99, 0), (1.0, 1), (4.99, 1),
+                                            (5, 2), (25, 3), (49.9, 3), (50, 4), (75, 5),
+                                            (100, 5)])
 def test_zone_score_follows_pan_et_al(pct, score):
     assert zone_score(pct) == score
 
@@ -109,3 +110,15 @@ def test_result_is_frozen_and_to_dict_is_json_ready():
     assert sitk.GetArrayFromImage(res.lung_mask).sum() == 6000
     assert sitk.GetArrayFromImage(res.lesion_mask).sum() == 300
     assert sitk.GetArrayFromImage(res.consolidation_mask).sum() == 50
+
+
+def test_healthy_sample_scores_zero():
+    """The bundled healthy scan: its traces of false lesion (< 1 % of any zone) score 0."""
+    from pathlib import Path
+
+    import lesionquant
+
+    folder = Path(__file__).resolve().parents[2] / "sample_scans" / "healthy" / "dicom"
+    out = lesionquant.quantify(folder).to_dict()
+    assert 0 < out["lesion_pct"] < 1.0  # traces exist: the minimum is what makes it 0
+    assert out["severity_score"] == 0 and out["severity_score_25"] == 0

@@ -133,8 +133,8 @@ def start_review(out: Path, inputs: list[Path] | list[str]) -> tuple[subprocess.
 
 def require_browser() -> str:
     """Path of chromium; skip when it or playwright is missing, unless CI requires them."""
-    chromium = shutil.which("chromium") or ("/usr/bin/chromium"
-                                             if os.path.exists("/usr/bin/chromium") else None)
+    chromium = (shutil.which("chromium") or shutil.which("chromium-browser")  # Ubuntu's name
+                or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None))
     try:
         import playwright.sync_api  # noqa: F401
         has_playwright = True
@@ -143,8 +143,8 @@ def require_browser() -> str:
     if chromium and has_playwright:
         return chromium
     missing = "chromium" if not chromium else "playwright"
-    msg = (f"{missing} not installed: install Debian's chromium (apt-get install chromium) and "
-           "`pip install -e .[test]` to run the browser tests")
+    msg = (f"{missing} not installed: run scripts/install-system-deps.sh (Debian's "
+           "chromium) and `pip install -e .[test]` to run the browser tests")
     if os.environ.get("LESIONQUANT_REQUIRE_REALDATA", "") not in ("", "0", "false", "no"):
         pytest.fail(f"LESIONQUANT_REQUIRE_REALDATA is set but {msg}")
     pytest.skip(msg)

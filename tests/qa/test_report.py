@@ -53,6 +53,11 @@ def test_write_scan_qa(result, tmp_path):
                     "Acquisition"):
         assert f"<h2>{section}</h2>" in text
     assert numbers["method"] in text and lesionquant.__version__ in text
+    # The batch fills in patient and visit once it knows every visit; until then it says so.
+    assert "<h2>Patient and visit</h2>" in text and "Filled in when the batch" in text
+    # A method without weights: "n/a", not an empty cell.
+    assert result.provenance.weights_sha256 is None
+    assert f"n/a (the {result.provenance.method} method uses no weights)" in text
     # The input path is not on the report (it may name the patient).
     assert str(Path(result.scan.source).parent) not in text
     assert not list(tmp_path.glob(".*.tmp")), "no temp files left"

@@ -64,6 +64,11 @@ def test_scroll_verdict_restart(browser, batch_out, batch_inputs):
         page, errors = _open(browser, srv.url)
         first_scan = page.inner_text("#scan-id")
         assert re.fullmatch(r"S-[0-9a-f]{12}", first_scan)
+        # The list is grouped by patient (each NIfTI input is its own patient), visits by day
+        # (a volume file has no study date: "day ?").
+        assert page.locator("#scans li.patient").count() == 2
+        assert page.locator("#scans li .day").all_inner_texts() == ["day ?", "day ?"]
+        assert re.fullmatch(r"patient P-[0-9a-f]{12} · day \?", page.inner_text("#scan-visit"))
         assert page.inner_text("#slice-count") == "36"
         k0, src0 = _slice(page), page.get_attribute("#ct", "src")
         assert src0 == f"/api/scans/{first_scan}/ct/{k0}.png?w=lung"
@@ -157,9 +162,12 @@ def test_index_sorts_and_filters(browser, batch_out):
     page.goto((write_index(batch_out)).as_uri())
     lesion_col = page.locator("#scans th", has_text="lesion %").first
 
+    heads = [t.strip(" \u2195") for t in page.locator("#scans th").all_inner_texts()]
+    col = heads.index("lesion %")
+
     def lesion_values() -> list[float]:
         cells = page.locator("#scans tbody tr").evaluate_all(
-            "rows => rows.map(r => r.cells[3].dataset.v)")
+            f"rows => rows.map(r => r.cells[{col}].dataset.v)")
         return [float(v) for v in cells]
 
     lesion_col.click()
@@ -174,3 +182,27 @@ def test_index_sorts_and_filters(browser, batch_out):
     assert page.locator("#scans tbody tr:visible").count() == 1
     assert errors == []
     page.close()
+
+
+def test_index_and_report_show_their_plots_sharp(browser, batch_out, tmp_path):
+    """The trajectory and cohort plots load under the pages' Content-Security-Policy and are
+    drawn at twice their size on the page (sharp on high-density screens)."""
+    from lesionquant.qa import update_report_patient_sections
+
+    update_report_patient_sections(batch_out)
+    report = next(batch_out.glob("S-*/report.html"))
+    for path, selector in ((batch_out / "index.html", "#cohort img, #patients img"),
+                           (report, ".patient img")):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        page.on("console", lambda m, errors=errors: errors.append(m.text)
+                if m.type == "error" else None)
+        page.goto(path.as_uri())
+        sizes = page.evaluate(
+            "(sel) => Array.from(document.querySelectorAll(sel)).map("
+            "i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])", selector)
+        assert sizes and all(ok and natural == 2 * width for ok, natural, width in sizes), sizes
+        page.screenshot(path=str(tmp_path / f"{path.stem}.png"), full_page=True)
+        assert errors == []
+        page.close()

@@ -41,6 +41,7 @@ from typing import Any
 from lesionquant._atomic import clean_stale_tmp
 from lesionquant.errors import InvalidInputError, LesionQuantError
 from lesionquant.qa._outdir import KEY_NUMBERS, ScanEntry, list_scans, read_errors
+from lesionquant.qa._patients import visits_by_patient
 from lesionquant.qa._verdicts import VERDICTS, load_verdicts, save_verdict
 from lesionquant.qa.review._volumes import VolumeCache, match_inputs
 
@@ -110,10 +111,19 @@ class _App:
 
     def summary(self) -> dict[str, Any]:
         verdicts = load_verdicts(self.out_dir)
+        scans = self.scans()
+        # Grouped by patient, visits in order (the endpoint table's order and days).
+        visits = {str(r["scan_id"]): r for rows in visits_by_patient(
+            self.out_dir, [s.result for s in scans.values()]).values() for r in rows}
+        order = {sid: n for n, sid in enumerate(visits)}
         out = []
-        for s in self.scans().values():
+        for s in sorted(scans.values(), key=lambda s: (order.get(s.scan_id, len(order)),
+                                                        s.scan_id)):
             v = verdicts.get(s.scan_id)
-            out.append({"id": s.scan_id,
+            visit = visits.get(s.scan_id, {})
+            out.append({"id": s.scan_id, "patient": visit.get("patient"),
+                        "study_date": visit.get("study_date") or None,
+                        "day": visit.get("days_since_baseline"),
                         "numbers": {k: s.number(k) for k, _, _ in KEY_NUMBERS},
                         "verdict": v.verdict if v else None,
                         "comment": v.comment if v else "",

@@ -19,14 +19,27 @@
   function fmt(v, d) { return v === null || v === undefined ? 'n/a' : v.toFixed(d); }
   function status(msg) { $('status').textContent = msg; }
 
+  // Scans come grouped by patient, visits in order: a heading per patient, then one line
+  // per visit with its day since baseline and study date.
   function renderList() {
     var ol = $('scans'); ol.textContent = '';
-    var done = 0;
+    var done = 0, patient;
     S.scans.forEach(function (s, i) {
+      if (s.patient && s.patient !== patient) {
+        patient = s.patient;
+        var head = document.createElement('li'); head.className = 'patient';
+        head.textContent = 'Patient ' + s.patient;
+        ol.appendChild(head);
+      }
       var li = document.createElement('li');
       li.dataset.id = s.id;
       if (i === S.cur) li.className = 'current';
-      var name = document.createElement('span'); name.textContent = s.id;
+      var name = document.createElement('span');
+      var day = document.createElement('b'); day.className = 'day';
+      day.textContent = s.day === null || s.day === undefined ? 'day ?' : 'day ' + s.day;
+      name.appendChild(day);
+      name.appendChild(document.createTextNode(' ' + s.id));
+      name.title = s.id + (s.study_date ? ', study date ' + s.study_date : '');
       var right = document.createElement('span');
       var pct = document.createElement('span'); pct.className = 'pct';
       pct.textContent = fmt(s.numbers.lesion_pct, 1) + ' % ';
@@ -167,8 +180,11 @@
   function openScan(i) {
     if (i < 0 || i >= S.scans.length) return;
     S.cur = i; renderList();
-    var id = S.scans[i].id;
+    var id = S.scans[i].id, sc = S.scans[i];
     $('scan-id').textContent = id;
+    $('scan-visit').textContent = sc.patient ? 'patient ' + sc.patient + ' \u00b7 ' +
+      (sc.day === null || sc.day === undefined ? 'day ?' : 'day ' + sc.day) +
+      (sc.study_date ? ' (' + sc.study_date + ')' : '') : '';
     status('loading ' + id + '\u2026');
     return api('/api/scans/' + encodeURIComponent(id)).then(function (d) {
       if (S.scans[S.cur].id !== id) return;
