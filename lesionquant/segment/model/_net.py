@@ -27,7 +27,7 @@ def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
 
 
 class _Block(nn.Sequential):
-    """Two 3x3 conv + instance-free batch norm + ReLU."""
+    """Two 3x3 convolutions, each with batch norm and ReLU."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(
