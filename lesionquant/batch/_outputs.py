@@ -2,8 +2,8 @@
 
 The protocol that makes ``kill -9`` at any moment harmless:
 
-1. Everything of one scan is written into ``OUT/.tmp-<scan_id>/`` (result.json, labels.nii.gz,
-   seg.dcm, QA files).
+1. Everything of one scan is written into ``OUT/.tmp-<scan_id>-<pid>-<token>/`` (result.json,
+   labels.nii.gz, seg.dcm, QA files), unique per worker process on every host.
 2. The folder is committed with one ``os.replace`` into ``OUT/<scan_id>/``. A rename is atomic,
    so ``OUT/<scan_id>/`` either does not exist or holds the complete set; ``result.json`` in it
    is the completion marker that ``--resume`` checks.
@@ -14,7 +14,9 @@ The protocol that makes ``kill -9`` at any moment harmless:
    the committed files (:func:`lesionquant.batch.write_tables`), so nothing is ever lost or
    duplicated whatever the moment of the crash.
 5. ``OUT/.lock`` is held with ``flock`` while a batch runs; the kernel drops it when the process
-   dies, so a killed run never leaves a stale lock, and two runs never share one folder.
+   dies, so a killed run never leaves a stale lock, and two runs never share one folder. It
+   names the run that holds it: a worker still busy for an earlier, dead run (a Dask task
+   outlives its client) sees another owner and commits nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "batch_lock",
     "commit_scan_dir",
     "is_complete",
+    "lock_owner",
     "read_json",
     "recover",
     "remove_error",
@@ -161,7 +164,15 @@ def commit_scan_dir(out_dir: Path, scan_id: str, tmp: Path) -> Path:
         if old.exists():
             shutil.rmtree(old)
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        # Another worker committed the same scan in between (a Dask task re-run after its
+        # worker was presumed dead): keep that complete folder, drop this one.
+        if not (final / RESULT_JSON).is_file():
+            raise
+        logger.info("%s: committed by another worker meanwhile; keeping that one", final)
+        shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(out_dir)
     if old.exists():
         shutil.rmtree(old)
@@ -189,7 +200,8 @@ def recover(out_dir: Path) -> None:
             continue
         if entry.name.startswith(_TMP_PREFIX):
             logger.info("%s: removing an unfinished scan folder of an interrupted run", entry)
-            shutil.rmtree(entry)
+            # ignore_errors: a task of a dead run may still be writing into it (Dask)
+            shutil.rmtree(entry, ignore_errors=True)
         elif entry.name.startswith(_OLD_PREFIX):
             final = out_dir / entry.name[len(_OLD_PREFIX):]
             if (final / RESULT_JSON).is_file():
@@ -214,8 +226,15 @@ def remove_error(out_dir: Path, scan_id: str) -> None:
 
 
 @contextlib.contextmanager
-def batch_lock(out_dir: Path) -> Iterator[None]:
+def batch_lock(out_dir: Path, owner: str = "") -> Iterator[None]:
     """Hold ``OUT/.lock`` exclusively for the duration of a batch.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder (created when missing).
+    owner : str
+        Id of the run taking the lock, written into it (read back by :func:`lock_owner`).
 
     Raises
     ------
@@ -238,8 +257,22 @@ def batch_lock(out_dir: Path) -> Iterator[None]:
             raise LesionQuantError("another lesionquant run is writing into this folder; "
                                    "wait for it or use another output folder",
                                    source=out_dir) from None
+        except OSError as exc:  # e.g. Lustre mounted without -o flock
+            logger.warning("%s: cannot lock (%s); do not run two batches on one folder",
+                           out_dir, exc)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()}\n{owner}\n".encode())
+        os.fsync(fd)
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def lock_owner(out_dir: Path) -> str | None:
+    """The run id written by the batch that holds (or last held) ``OUT/.lock``; ``None``
+    when there is no lock file or it names no run."""
+    try:
+        lines = (out_dir / _LOCK_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return lines[1].strip() or None if len(lines) > 1 else None

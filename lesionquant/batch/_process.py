@@ -1,16 +1,23 @@
 """One job, run inside a worker process: quantify a scan and commit its output folder.
 
-Everything of a scan is written into ``OUT/.tmp-<scan_id>-<pid>/`` and committed with one
-rename (see :mod:`lesionquant.batch._outputs`). The worker returns a small summary dict to the
-parent; failures come back as ``{"status": "failed", "reason": ...}``, never as exceptions,
-so one bad scan cannot stop the batch.
+Everything of a scan is written into ``OUT/.tmp-<scan_id>-<pid>-<token>/`` and committed
+with one rename (see :mod:`lesionquant.batch._outputs`). The worker returns a small summary
+dict to the parent; failures come back as ``{"status": "failed", "reason": ...}``, never as
+exceptions, so one bad scan cannot stop the batch.
+
+What a worker process needs for every scan (the settings object, the pipeline's modules, a
+model once one ships) is loaded once per process by :func:`worker_settings` /
+:func:`warm_up`, not per scan.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
+import secrets
 import shutil
 import time
 import traceback
@@ -24,7 +31,7 @@ from lesionquant.batch import _outputs
 from lesionquant.batch._jobs import Job
 from lesionquant.batch._pseudonym import pseudonym
 
-__all__ = ["RunContext", "build_record", "process_job"]
+__all__ = ["RunContext", "build_record", "process_job", "warm_up", "worker_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +95,15 @@ def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     out_dir = Path(ctx.out_dir)
-    tmp = out_dir / f".tmp-{job.scan_id}-{os.getpid()}"
+    tmp = out_dir / f".tmp-{job.scan_id}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         record = _run(job, ctx, tmp)
         if ctx.parent_pid and os.getppid() != ctx.parent_pid:
             raise RuntimeError("the batch process has died; result not committed")
+        owner = _outputs.lock_owner(out_dir)
+        if ctx.run_id and owner not in (None, ctx.run_id):
+            raise RuntimeError("another batch has taken over the output folder since this "
+                               "scan was sent; result not committed")
         _outputs.commit_scan_dir(out_dir, job.scan_id, tmp)
         return {"scan_id": job.scan_id, "status": "done", "reason": "",
                 "seconds": time.perf_counter() - t0, "warnings": record["warnings"]}
@@ -108,6 +119,34 @@ def process_job(job: Job, ctx: RunContext) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0}
 
 
+@functools.lru_cache(maxsize=4)
+def _settings_from_json(text: str) -> Any:
+    from lesionquant.settings import Settings
+
+    return Settings.from_dict(json.loads(text))
+
+
+def worker_settings(settings: Mapping[str, Any]) -> Any:
+    """The :class:`~lesionquant.settings.Settings` of ``settings`` (``Settings.to_dict()``),
+    built once per worker process and reused for every scan of the batch."""
+    return _settings_from_json(json.dumps(settings, sort_keys=True, default=str))
+
+
+def warm_up(settings: Mapping[str, Any]) -> None:
+    """Load, once per worker process, what every scan needs: the pipeline's modules (SimpleITK,
+    scikit-image, highdicom, the QA renderer) and the settings object; a Dask worker runs it
+    when it starts (:mod:`lesionquant.batch._dask_worker`), so the first scan does not pay."""
+    import importlib
+
+    for name in ("lesionquant.api", "lesionquant.io", "lesionquant.segment",
+                 "lesionquant.measure", "lesionquant.batch._seg", "lesionquant.qa"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # an optional part: the scan reports it if it needs it
+            logger.debug("warm-up: %s not importable: %s", name, exc)
+    worker_settings(settings)
+
+
 def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
     try:
         from lesionquant import qa
@@ -120,9 +159,7 @@ def _default_qa_hooks() -> tuple[Callable[..., Any], ...]:
 def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     import SimpleITK as sitk
 
-    from lesionquant.settings import Settings
-
-    settings = Settings.from_dict(ctx.settings)
+    settings = worker_settings(ctx.settings)
     t0 = time.perf_counter()
     if ctx.compute is None:
         import lesionquant
@@ -137,7 +174,7 @@ def _run(job: Job, ctx: RunContext, tmp: Path) -> dict[str, Any]:
     t_compute = time.perf_counter() - t0
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()  # OUT itself must exist: never create it on a worker that cannot see it
     t1 = time.perf_counter()
     sitk.WriteImage(result.labelmap, str(tmp / LABELS_NII), True)
     outputs = {"labels": LABELS_NII, "seg": None}

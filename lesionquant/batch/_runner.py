@@ -1,32 +1,28 @@
 """run_batch: many scans into one output folder, in parallel, resumable, crash-proof.
 
-Workers are separate processes (``concurrent.futures.ProcessPoolExecutor``, spawn start,
-recycled after a few scans so memory stays bounded at about ``workers`` x one scan). At most
-``workers`` jobs are in flight, so when a worker process dies (segfault, out-of-memory kill)
-only those jobs are suspects: each is re-run alone in a fresh process, and the one that kills
-its process again is recorded as failed. The batch itself goes on.
+The jobs (one per CT series) run on an executor (:mod:`lesionquant.batch._executor`): the
+local process pool by default (:mod:`lesionquant.batch._pool`), or the workers of a Dask
+cluster (``client=``, :mod:`lesionquant.batch._dask`). Whatever runs them, each job commits
+its own output folder atomically and this module writes the rest: error records, tables,
+endpoint, progress and summary.
 
 Called from a plain script without an ``if __name__ == "__main__":`` guard, worker processes
 cannot start (each would re-run the script), so the scans run one at a time in the calling
-process instead, with a ``RuntimeWarning`` when more workers were asked for
-(:mod:`lesionquant.batch._mainguard`).
+process instead (:class:`~lesionquant.batch._executor.InProcessExecutor`), with a
+``RuntimeWarning`` when more workers were asked for (:mod:`lesionquant.batch._mainguard`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +30,11 @@ from typing import Any
 from lesionquant._deid import public_reason
 from lesionquant._version import __version__
 from lesionquant.batch import _outputs
+from lesionquant.batch._executor import InProcessExecutor, JobExecutor, Outcome
 from lesionquant.batch._jobs import Job, expand_inputs
 from lesionquant.batch._mainguard import unguarded_main_call
-from lesionquant.batch._process import RunContext, process_job
+from lesionquant.batch._pool import LocalPoolExecutor
+from lesionquant.batch._process import RunContext
 from lesionquant.batch._pseudonym import load_or_create_salt
 from lesionquant.batch._tables import write_tables
 from lesionquant.errors import OutputExistsError
@@ -46,8 +44,6 @@ __all__ = ["BatchSummary", "run_batch"]
 
 logger = logging.getLogger(__name__)
 
-#: A worker process is replaced after this many scans (bounded memory growth).
-MAX_TASKS_PER_CHILD = 4
 #: Minimum seconds between two rebuilds of results.csv while the batch runs.
 _TABLE_INTERVAL_S = 10.0
 
@@ -95,6 +91,7 @@ def run_batch(
     *,
     settings: Settings | None = None,
     workers: int = 1,
+    client: Any = None,
     resume: bool = True,
     overwrite: bool = False,
     keep_identifiers: bool = False,
@@ -120,11 +117,16 @@ def run_batch(
     settings : Settings, optional
         Pipeline settings (default ``Settings()``); stored in every ``result.json``.
     workers : int
-        Parallel worker processes (>= 1). Peak memory is about ``workers`` times one scan.
-        Called from the top level of a script without an ``if __name__ == "__main__":``
-        guard, the scans run in this process instead (worker processes would re-run the
-        script), with a ``RuntimeWarning`` when ``workers > 1``; notebooks, guarded scripts
-        and the ``lesionquant`` command use worker processes.
+        Parallel local worker processes (>= 1). Peak memory is about ``workers`` times one
+        scan. Ignored with ``client``. Called from the top level of a script without an
+        ``if __name__ == "__main__":`` guard, the scans run in this process instead (worker
+        processes would re-run the script), with a ``RuntimeWarning`` when ``workers > 1``;
+        notebooks, guarded scripts and the ``lesionquant`` command use worker processes.
+    client : distributed.Client or str, optional
+        Run the scans on a Dask cluster instead: a connected ``distributed.Client``, or the
+        scheduler's address (``"tcp://host:8786"``) or scheduler file (``*.json``). Needs the
+        ``dask`` extra; the inputs and ``out_dir`` must be on a filesystem that this process
+        and every worker see under the same paths (``docs/batch.md``).
     resume : bool
         Skip scans whose result is already complete (default). With ``resume=False`` existing
         results are an error unless ``overwrite``.
@@ -165,6 +167,9 @@ def run_batch(
     OutputExistsError
         ``resume=False`` without ``overwrite`` and a result of this batch already exists, or
         ``out_dir`` holds results made with other settings (and ``overwrite`` is not set).
+    ExecutorError
+        ``client`` was given but Dask is not installed, the scheduler cannot be reached or was
+        lost, or its workers cannot see ``out_dir`` or run another lesionquant version.
     LesionQuantError
         Another batch is writing into ``out_dir``.
     """
@@ -174,7 +179,7 @@ def run_batch(
         raise RuntimeError("run_batch was called while a worker process was starting (it "
                            "re-imports the script): put the call under "
                            "'if __name__ == \"__main__\":'")
-    script = unguarded_main_call()
+    script = unguarded_main_call() if client is None else None
     if script is not None and workers > 1:
         warnings.warn(
             f"run_batch(workers={workers}) called at the top level of {script} without an "
@@ -185,7 +190,9 @@ def run_batch(
     settings = settings or Settings()
     out = Path(out_dir)
     _check_out_dir(out)
-    with _outputs.batch_lock(out):
+    run_id = uuid.uuid4().hex
+    executor = _make_executor(workers, client, in_process=script is not None)
+    with executor, _outputs.batch_lock(out, owner=run_id):
         _outputs.recover(out)
         salt = load_or_create_salt(out, salt)
         jobs, input_errors = expand_inputs(list(inputs), salt)
@@ -197,16 +204,21 @@ def run_batch(
                 "public_reason": public_reason(err.reason, [err.source]),
                 "source": err.source})
         ctx = RunContext(out_dir=str(out), settings=settings.to_dict(), salt=salt,
-                         keep_identifiers=keep_identifiers, run_id=uuid.uuid4().hex,
+                         keep_identifiers=keep_identifiers, run_id=run_id,
                          parent_pid=os.getpid(), seg=seg,
                          qa_hooks=None if qa_hooks is None else tuple(qa_hooks),
                          allow_incomplete=allow_incomplete_series, compute=_compute)
-        logger.info("%d scan(s) found, %d already complete, %d to run with %d worker(s)",
-                    len(jobs), len(skipped), len(todo), workers)
+        logger.info("%d scan(s) found, %d already complete, %d to run on %s",
+                    len(jobs), len(skipped), len(todo), executor.description)
         failures = [(e.error_id, e.reason) for e in input_errors]
-        done = _execute(todo, ctx, workers, failures, progress=progress,
-                        total=len(jobs), initial=len(skipped), in_process=script is not None)
-        write_tables(out)
+        try:
+            done = _execute(todo, ctx, executor, failures, progress=progress,
+                            total=len(jobs), initial=len(skipped))
+        finally:
+            # A worker killed mid-scan leaves its unfinished .tmp- folder behind; the
+            # tables hold every scan committed so far, even when the executor was lost.
+            _outputs.recover(out)
+            write_tables(out)
         endpoint_csv = None
         if endpoint:
             from lesionquant.batch._endpoint import compute_endpoint
@@ -270,59 +282,49 @@ def _diff(have: dict[str, Any], want: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {have.get(k)!r} then, {want.get(k)!r} now" for k in keys)
 
 
-def _exit_with_parent(parent_pid: int, started: Any = None) -> None:
-    """Worker initializer: end this worker when the batch process dies (e.g. ``kill -9``).
+def _make_executor(workers: int, client: Any, *, in_process: bool) -> JobExecutor:
+    """The executor that runs the jobs: a Dask cluster when ``client`` is given (connected
+    here, so a missing Dask or scheduler fails before anything is written), this process for
+    an unguarded script, else the local process pool."""
+    if client is not None:
+        from lesionquant.batch._dask import DaskExecutor
 
-    Without it an orphaned worker waits forever for its next task. ``started`` (a shared
-    counter) tells the batch that a worker got past its start-up (importing ``__main__``).
-    """
-    if started is not None:
-        with started.get_lock():
-            started.value += 1
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="lesionquant-parent-watch", daemon=True).start()
+        return DaskExecutor.connect(client)
+    if in_process:
+        logger.info("running the scans in this process (called from a script without an "
+                    "'if __name__ == \"__main__\":' guard)")
+        return InProcessExecutor()
+    return LocalPoolExecutor(workers)
 
 
-def _make_pool(workers: int, started: Any) -> ProcessPoolExecutor:
-    kwargs: dict[str, Any] = {"mp_context": multiprocessing.get_context("spawn"),
-                              "initializer": _exit_with_parent,
-                              "initargs": (os.getpid(), started)}
-    if sys.version_info >= (3, 11):
-        kwargs["max_tasks_per_child"] = MAX_TASKS_PER_CHILD
-    return ProcessPoolExecutor(max_workers=workers, **kwargs)
-
-
-def _execute(todo: list[Job], ctx: RunContext, workers: int,
+def _execute(todo: list[Job], ctx: RunContext, executor: JobExecutor,
              failures: list[tuple[str, str]], *, progress: bool | None, total: int,
-             initial: int, in_process: bool = False) -> int:
-    """Run the jobs; append failures; return the number done. Survives dying workers.
+             initial: int) -> int:
+    """Run the jobs on ``executor``; append failures; return the number done.
 
-    With ``in_process`` (or when no worker process can start) the jobs run one at a time in
-    this process.
+    Everything but running the jobs happens here, the same for every executor: the error
+    records, the periodic rebuild of the tables, the progress bar.
     """
     from tqdm import tqdm
 
     out = Path(ctx.out_dir)
     pending: deque[Job] = deque(todo)
-    isolate: deque[Job] = deque()  # suspects of a crash, re-run one at a time
-    isolated: set[str] = set()
-    inflight: dict[Future[dict[str, Any]], Job] = {}
     started: dict[str, float] = {}
     done = 0
     last_tables = time.monotonic()
     bar = tqdm(total=total, initial=initial, unit="scan", desc="lesionquant", file=sys.stderr,
                disable=(not sys.stderr.isatty()) if progress is None else not progress,
                dynamic_ncols=True)
-    pool: ProcessPoolExecutor | None = None
 
-    def finish(job: Job, summary: dict[str, Any]) -> None:
+    def finish(outcome: Outcome) -> None:
         nonlocal done
-        if summary["status"] == "done":
+        job, summary = outcome.job, outcome.summary
+        started.pop(job.scan_id, None)
+        if outcome.ok and not _outputs.is_complete(out, job.scan_id):
+            fail(job, f"a worker committed this scan but {out / job.scan_id} is not visible "
+                      "here: OUT must be on a filesystem shared by this process and every "
+                      "worker")
+        elif outcome.ok:
             done += 1
             _outputs.remove_error(out, job.scan_id)
             logger.info("%s: done in %.1f s", job.scan_id, summary["seconds"])
@@ -337,103 +339,35 @@ def _execute(todo: list[Job], ctx: RunContext, workers: int,
             "scan_id": job.scan_id, "series_uid": job.series_uid or "", "reason": reason,
             "public_reason": public_reason(reason, [job.source]), "source": job.source})
 
-    def run_here(jobs: deque[Job]) -> None:
-        """The jobs one at a time in this process (no crash isolation)."""
-        nonlocal last_tables
-        here = dataclasses.replace(ctx, parent_pid=0)  # no parent to watch
-        while jobs:
-            job = jobs.popleft()
-            bar.set_postfix_str(job.scan_id, refresh=True)
-            finish(job, process_job(job, here))
-            if time.monotonic() - last_tables > _TABLE_INTERVAL_S:
-                write_tables(out)
-                last_tables = time.monotonic()
-
-    if in_process:
-        logger.info("running the scans in this process (called from a script without an "
-                    "'if __name__ == \"__main__\":' guard)")
-        try:
-            run_here(pending)
-        finally:
-            bar.set_postfix_str(f"failed {len(failures)}" if failures else "", refresh=False)
-            bar.close()
-        return done
-
-    started_workers = multiprocessing.get_context("spawn").Value("i", 0)
-    pool_size = 0
     try:
-        while pending or isolate or inflight:
-            size = 1 if isolate else workers
-            if pool is not None and not inflight and pool_size != size:
-                pool.shutdown(wait=True)
-                pool = None
-            if pool is None:
-                pool, pool_size = _make_pool(size, started_workers), size
-            if isolate:
-                if not inflight:
-                    job = isolate.popleft()
-                    isolated.add(job.scan_id)
-                    inflight[pool.submit(process_job, job, ctx)] = job
-                    started[job.scan_id] = time.monotonic()
-            else:
-                while pending and len(inflight) < workers:
+        with executor:
+            executor.start(ctx)
+            while pending or executor.busy():
+                while pending and executor.free_slots() > 0:
                     job = pending.popleft()
-                    inflight[pool.submit(process_job, job, ctx)] = job
+                    executor.submit(job)
                     started[job.scan_id] = time.monotonic()
-            finished, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
-            if inflight:  # show the scans in flight and for how long (long scans)
-                now = time.monotonic()
-                bar.set_postfix_str(", ".join(
-                    f"{j.scan_id} {now - started.get(j.scan_id, now):.0f}s"
-                    for j in inflight.values()) + (f"; failed {len(failures)}" if failures
-                                                   else ""), refresh=True)
-            broken: list[Job] = []
-            for fut in finished:
-                job = inflight.pop(fut)
-                try:
-                    finish(job, fut.result())
-                except BrokenProcessPool:
-                    broken.append(job)
-                except Exception as exc:  # e.g. an unpicklable result: still one scan only
-                    fail(job, f"{type(exc).__name__}: {exc}")
-                    bar.update(1)
-            if broken:
-                # The pool is dead: every job still in flight died with it.
-                for fut, job in inflight.items():
-                    try:
-                        finish(job, fut.result())
-                    except Exception:
-                        broken.append(job)
-                inflight.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = None
-                if started_workers.value == 0:
-                    # Not a scan's fault: no worker process ever got past its start-up.
-                    msg = ("worker processes could not start (see the errors above; a script "
-                           "needs its run_batch call under 'if __name__ == \"__main__\":'); "
-                           "running the scans in this process instead")
-                    logger.warning("%s", msg)
-                    warnings.warn(msg, RuntimeWarning, stacklevel=3)
-                    run_here(deque([*broken, *isolate, *pending]))
-                    isolate.clear()
-                    pending.clear()
-                    continue
-                for job in broken:
-                    if job.scan_id in isolated or len(broken) == 1:
-                        fail(job, "the worker process died while processing this scan "
-                                  "(crash or out of memory)")
-                        bar.update(1)
-                    else:
-                        isolate.append(job)
-            if time.monotonic() - last_tables > _TABLE_INTERVAL_S:
-                write_tables(out)
-                last_tables = time.monotonic()
+                for outcome in executor.collect(1.0):
+                    finish(outcome)
+                bar.set_postfix_str(_postfix(started, executor.in_flight(), len(failures)),
+                                    refresh=True)
+                if time.monotonic() - last_tables > _TABLE_INTERVAL_S:
+                    write_tables(out)
+                    last_tables = time.monotonic()
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         bar.set_postfix_str(f"failed {len(failures)}" if failures else "", refresh=False)
         bar.close()
     return done
+
+
+def _postfix(started: dict[str, float], in_flight: int, failed: int) -> str:
+    """The scans in flight and for how long (long scans), or their count when many."""
+    now = time.monotonic()
+    if 0 < len(started) <= 4:
+        text = ", ".join(f"{sid} {now - t:.0f}s" for sid, t in started.items())
+    else:
+        text = f"{in_flight} in flight" if in_flight else ""
+    return text + (f"; failed {failed}" if failed else "")
 
 
 def _write_index(out: Path) -> None:

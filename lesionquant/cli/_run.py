@@ -18,6 +18,9 @@ examples:
       out/errors.csv, out/endpoint.csv, out/index.html
   lesionquant run /data/trial/site*/ -o /results/trial --workers 4
       four scans in parallel (peak memory about 4 x one scan)
+  lesionquant run /shared/trial -o /shared/results --scheduler tcp://head:8786
+      one task per scan on a running Dask cluster (pip install "lesionquant[dask]";
+      inputs and OUT on a filesystem every worker sees under the same paths)
   lesionquant run scan.nii.gz other_scan/ -o out/ --config settings.toml --method classical
   lesionquant run /data/trial -o /results/trial
       after an interruption (even kill -9): finishes the missing scans only
@@ -46,8 +49,13 @@ def register(sub: Any) -> None:
                    help="scan folder, volume file (.nii.gz, .nrrd, .mha) or folder of many scans")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="OUT",
                    help="output folder (created if missing)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="parallel worker processes (default 1; memory ~ N x one scan)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="parallel local worker processes (default 1; memory ~ N x one scan)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the scans on the Dask cluster of this scheduler "
+                            "(tcp://host:8786, or a scheduler file *.json) instead of local "
+                            "processes; needs the dask extra")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default from settings: auto)")
     p.add_argument("--method", choices=["classical", "model"],
                    help="segmentation method (default from settings: classical)")
@@ -118,7 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--workers must be at least 1", source="command line")
     settings = load_settings(args.config, method=args.method, device=args.device)
     summary = run_batch(
-        args.inputs, args.out, settings=settings, workers=args.workers, resume=args.resume,
+        args.inputs, args.out, settings=settings, workers=args.workers,
+        client=args.scheduler, resume=args.resume,
         overwrite=args.overwrite, keep_identifiers=args.keep_identifiers, salt=args.salt,
         endpoint=args.endpoint, baseline=args.baseline, seg=args.seg,
         progress=None if not args.quiet else False, qa_hooks=None if args.qa else (),

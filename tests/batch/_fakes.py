@@ -19,7 +19,8 @@ import SimpleITK as sitk
 
 def fake_compute(job: Any, settings: Any) -> Any:
     """Threshold 'quantification'. Descriptions containing CRASH kill the worker process;
-    SLOW sleeps 1 s (for kill -9 tests)."""
+    SLOW sleeps 1 s (for kill -9 tests); HOG allocates 50 MB every 50 ms (up to 4 GB), for a
+    Dask worker's memory limit to kill."""
     import lesionquant
     from lesionquant.measure import Provenance, Result
 
@@ -27,6 +28,12 @@ def fake_compute(job: Any, settings: Any) -> Any:
         os.kill(os.getpid(), signal.SIGKILL)
     if "SLOW" in job.description:
         time.sleep(1.0)
+    if "HOG" in job.description:
+        hog = []
+        for _ in range(80):
+            hog.append(np.ones(50_000_000 // 8))  # touched pages: resident memory
+            time.sleep(0.05)
+        raise MemoryError(f"HOG allocated {len(hog) * 50} MB and was not stopped")
     scan = lesionquant.load_scan(job.source, series_uid=job.series_uid)
     hu = sitk.GetArrayViewFromImage(scan.image)
     lab = np.zeros(hu.shape, np.uint8)
@@ -52,6 +59,13 @@ def fake_compute(job: Any, settings: Any) -> Any:
 def record_qa(result: Any, folder: Any, *, scan_id: str) -> None:
     """A QA hook that leaves a marker file in the scan folder."""
     (folder / "qa-marker.txt").write_text(scan_id)
+
+
+def slow_qa(result: Any, folder: Any, *, scan_id: str) -> None:
+    """A QA hook that leaves a marker and then holds the scan's unfinished folder open for
+    1.5 s (labels written, result.json not yet): the window for a mid-scan kill."""
+    (folder / "qa-marker.txt").write_text(scan_id)
+    time.sleep(1.5)
 
 
 def fake_compute_incomplete(job: Any, settings: Any) -> Any:

@@ -1,15 +1,18 @@
-"""The real pipeline through run_batch: real data with a broken scan in the batch, and the
-sample scans with their manifest (the two-visit patient's change from baseline)."""
+"""The real pipeline through run_batch: real data with a broken scan in the batch, the
+sample scans with their manifest (the two-visit patient's change from baseline), and the
+sample scans on a real Dask cluster equal to the local run."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+from _dask_cluster import committed, equal_results, leftovers, running_cluster, settings_cache
 from _segcheck import assert_seg_matches, dciodvfy_errors
 
 from lesionquant.batch import run_batch
@@ -120,6 +123,61 @@ def test_sample_patient_change_from_baseline(sample_batch):
     assert float(f["ggo_change_pp"]) == pytest.approx(true_ggo, abs=CHANGE_TOLERANCE_PP)
     # the other patients are their own baselines
     assert sum(r["is_baseline"] == "true" for r in ep) == len(visits)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1 (tests/batch/_dask_cluster.py)."""
+    pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
+                                              '(pip install -e ".[test]")')
+    with running_cluster(tmp_path_factory.mktemp("dask"), n_workers=2) as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster):
+    c = cluster.client()
+    yield c
+    c.close()
+
+
+@pytest.mark.slow
+def test_sample_scans_on_dask_equal_the_local_run(sample_batch, client, tmp_path):
+    _, ref, ref_summary = sample_batch
+    before = settings_cache(client)
+    out = tmp_path / "out"
+    s = run_batch([SAMPLES], out, client=client, progress=False, salt="samples")
+    assert (s.done, s.failed) == (ref_summary.done, 0) == (5, 0), s.failures
+    equal_results(out, ref)
+    for sid in (r["scan_id"] for r in read_csv(out / "results.csv")):
+        assert {"result.json", "labels.nii.gz", "seg.dcm", "overlay.png",
+                "report.html"} <= {p.name for p in (out / sid).iterdir()}
+    assert (out / "index.html").is_file() and leftovers(out) == []
+    # settings and pipeline loaded once per worker process (warm-up plugin), not per scan
+    after = settings_cache(client)
+    assert set(after) == set(before) and len(after) == 2
+    assert all(built == 1 for _, built in after.values())
+    calls = sum(after[w][0] - before[w][0] for w in after)
+    assert calls == 5 + 2  # one per scan + one warm-up per worker
+
+
+@pytest.mark.slow
+def test_cli_scheduler_file_and_relative_paths(sample_batch, cluster, tmp_path, capsys,
+                                              monkeypatch):
+    """Relative INPUT and OUT work although the workers run in another folder."""
+    from lesionquant.cli import main
+
+    _, ref, _ = sample_batch
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    rc = main(["run", os.path.relpath(SAMPLES / "healthy"), "-o", "out", "--salt", "samples",
+               "--scheduler", str(cluster.scheduler_file), "--no-qa", "--no-seg"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "lesionquant run: 1 done, 0 skipped, 0 failed")
+    ((sid, _),) = [(p.parent.name, p) for p in committed(out)]
+    assert (out / sid / "labels.nii.gz").read_bytes() == (ref / sid / "labels.nii.gz").read_bytes()
+    assert {p.name for p in (out / sid).iterdir()} == {"result.json", "labels.nii.gz"}
 
 
 @pytest.mark.slow
