@@ -566,7 +566,7 @@ def _save_figure(fig: Any, path: Path) -> Path:
 def tcia_table(tcia_dir: Path, figures_dir: Path | None, settings: Settings) -> Table:
     """Experiment 5: real COVID-19 slices (no labels): numbers and overlay PNGs."""
     from lesionquant.api import quantify
-    from lesionquant.segment._grid import to_lps
+    from lesionquant.segment import to_lps
 
     table = Table(
         "Real COVID-19 CT slices (TCIA COVID-19-NY-SBU, no labels)",

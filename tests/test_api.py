@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 import lesionquant
 from lesionquant import NoLungError, NotCTError, Result, Settings, quantify
-from lesionquant.errors import InvalidInputError, WeightsError
+from lesionquant.errors import InvalidInputError
 from lesionquant.scan import Identifiers, Scan
 from lesionquant.synth import make_phantom
 
@@ -88,9 +88,13 @@ def test_overrides_and_settings(phantom):
     assert json.loads(res.to_dict()["settings_json"])["ggo_hu"] == [-700.0, -300.0]
 
 
-def test_model_method_without_weights_raises(phantom):
-    with pytest.raises(WeightsError):
-        quantify(phantom.image, method="model", device="cpu")
+def test_model_method_records_its_weights(phantom):
+    from lesionquant.segment.model import weights_info
+
+    res = quantify(phantom.image, method="model", device="cpu")
+    assert res.provenance.method == "model" and res.provenance.device == "cpu"
+    assert res.provenance.weights_sha256 == weights_info()["sha256"]
+    assert quantify(phantom.image).provenance.weights_sha256 is None
 
 
 def test_missing_file(tmp_path):

@@ -26,7 +26,7 @@ VERDICTS_JSON = "verdicts.json"
 
 _FRONT = ["scan_id", "patient", "study", "study_date", "study_time", "days_since_first_scan",
           "series_uid", "status", "reason", "flags", "warnings", "method", "device",
-          "package_version", "seconds"]
+          "weights_sha256", "package_version", "seconds"]
 #: Warning prefixes that flag a number to check before it enters an analysis.
 FLAGS = {"incomplete series:": "incomplete_series",
          "lung volume implausible": "lung_volume_implausible"}
@@ -169,6 +169,7 @@ def write_tables(out_dir: str | os.PathLike[str]) -> Path:
             "warnings": " | ".join(scan_warnings(rec)),
             "method": prov.get("method", settings.get("method")),
             "device": prov.get("device", settings.get("device")),
+            "weights_sha256": prov.get("weights_sha256"),
             "package_version": prov.get("package_version"),
             "seconds": sum(prov.get("batch", {}).get("timings", {}).values()) or None,
             **flat,

@@ -1,0 +1,87 @@
+"""The network: a compact 2D U-Net with two heads (lungs, lesions).
+
+Input: one axial slice (or a few adjacent ones, as channels) in HU, resampled to
+:data:`SPACING_MM` in-plane and normalised by :func:`normalise_hu`. Output: two logit maps,
+``lungs`` (0 background, 1 right lung, 2 left lung; lesions count as lung) and ``lesions``
+(0 none, 1 ground-glass opacity, 2 consolidation: the experts' region class).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "normalise_hu"]
+
+#: In-plane pixel size the network works at, mm.
+SPACING_MM = 1.5
+#: HU range the network sees (a lung window, as the 8-bit training JPEGs); values outside
+#: are clipped. (low, high) HU.
+HU_WINDOW = (-1100.0, 400.0)
+
+
+def normalise_hu(hu: torch.Tensor) -> torch.Tensor:
+    """HU -> network input: clipped to :data:`HU_WINDOW`, scaled to about [-1, 1]."""
+    lo, hi = HU_WINDOW
+    return (hu.clamp(lo, hi) - (lo + hi) / 2.0) / ((hi - lo) / 2.0)
+
+
+class _Block(nn.Sequential):
+    """Two 3x3 convolutions, each with batch norm and ReLU."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class LesionNet(nn.Module):
+    """2D U-Net (``levels`` resolutions, ``base`` channels doubling per level) with a
+    3-class lung head and a 3-class lesion head.
+
+    Parameters
+    ----------
+    in_channels : int
+        Adjacent slices given as channels (1 = one slice).
+    base : int
+        Channels of the first level.
+    levels : int
+        Resolution levels (the input size must be divisible by ``2 ** (levels - 1)``).
+    """
+
+    def __init__(self, in_channels: int = 1, base: int = 16, levels: int = 4) -> None:
+        super().__init__()
+        self.config = {"in_channels": in_channels, "base": base, "levels": levels}
+        ch = [base * 2**i for i in range(levels)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in ch:
+            self.down.append(_Block(cin, c))
+            cin = c
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for c_lo, c_hi in zip(ch[:0:-1], ch[-2::-1], strict=True):
+            self.up.append(nn.ConvTranspose2d(c_lo, c_hi, 2, stride=2))
+            self.dec.append(_Block(2 * c_hi, c_hi))
+        self.lung_head = nn.Conv2d(base, 3, 1)
+        self.lesion_head = nn.Conv2d(base, 3, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** (self.config["levels"] - 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (N, C, H, W) normalised -> (lung logits, lesion logits), each (N, 3, H, W)."""
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = nn.functional.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        for up, dec, skip in zip(self.up, self.dec, skips[-2::-1], strict=True):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        return self.lung_head(x), self.lesion_head(x)

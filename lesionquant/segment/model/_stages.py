@@ -1,0 +1,218 @@
+"""The learned lung and lesion stages (``method="model"``).
+
+One forward pass of the network per scan gives both the lung and the lesion labels; the
+lung stage runs it and keeps the lesion labels for the lesion stage of the same image (a
+one-entry cache keyed by the image's voxels, geometry, device and weights).
+
+* Lungs: the lung head's lung pixels (either side; lesions are lung), connected parts
+  smaller than :data:`MIN_PART_FRACTION` of the largest dropped, split into right and left
+  as the classical stage splits its lungs.
+* Lesions: the lesion head's lesion pixels inside the lungs, split into GGO and
+  consolidation by HU (``classes="hu"``: consolidation at or above the start of
+  ``Settings.consolidation_hu``, the reproducible default for the endpoint) or by the
+  network's own region class (``classes="learned"``: the experts' definition, air
+  bronchograms inside consolidation), then lesions below ``Settings.min_lesion_volume_ml``
+  dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from lesionquant.segment._settings import Settings
+
+__all__ = ["MIN_PART_FRACTION", "lesion_mask_model", "model_labels", "segment_lesions_model",
+           "segment_lungs_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Lung parts (3D connected) with fewer voxels than this fraction of the largest are
+#: dropped (specks in the bowel or outside the body).
+MIN_PART_FRACTION = 0.02
+#: Grid on which the lung parts and sides are found, mm (as the classical work grid).
+SIDE_GRID_MM = 2.0
+#: Slices per forward pass: memory is about 60 MB per 512 x 512 slice on the CPU.
+BATCH_SLICES = 8
+
+#: On thinner slices the network runs on slices this far apart, mm, and the slices between
+#: get interpolated logits (``_infer.slices_to_run``).
+Z_STEP_MM = 2.0
+
+_lock = threading.Lock()
+_last: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+
+
+def _key(arr: np.ndarray, image: sitk.Image, device: str, name: str) -> str:
+    h = hashlib.blake2b(np.ascontiguousarray(arr).view(np.uint8), digest_size=16)
+    h.update(repr((image.GetSpacing(), image.GetOrigin(), image.GetDirection(), device,
+                   name)).encode())
+    return h.hexdigest()
+
+
+def _orientation(image: sitk.Image) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(
+        image.GetDirection())
+
+
+def _predict(image: sitk.Image, device: str,
+             name: str | None) -> tuple[sitk.Image, np.ndarray, np.ndarray, str]:
+    """(upright LPS image, lung head labels, lesion head labels, weights sha256)."""
+    from lesionquant.segment.model._infer import predict_labels
+    from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
+
+    name = name or DEFAULT_WEIGHTS
+    model = load_model(device, name)
+    upright = sitk.DICOMOrient(image, "LPS")  # rows anterior->posterior, cols right->left
+    hu = sitk.GetArrayViewFromImage(upright)
+    key = _key(hu, upright, device, name)
+    with _lock:
+        hit = _last.get(key)
+    if hit is None:
+        sx, sy, sz = upright.GetSpacing()
+        lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
+                                      batch=BATCH_SLICES, spacing_z_mm=sz,
+                                      z_step_mm=Z_STEP_MM)
+        hit = (lung, lesion, model.sha256)
+        with _lock:
+            _last.clear()
+            _last[key] = hit
+    return upright, *hit
+
+
+def _back(arr: np.ndarray, upright: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """An array of the upright grid in ``image``'s index order."""
+    code = _orientation(image)
+    if code == "LPS":
+        return arr
+    im = sitk.GetImageFromArray(arr)
+    im.CopyInformation(upright)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(im, code))
+
+
+def model_labels(image: sitk.Image, device: str = "cpu",
+                 name: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Raw network labels of a scan, in the image's own index order.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        3D CT in HU.
+    device : str
+        Resolved device (``"cpu"`` or ``"cuda:N"``).
+    name : str, optional
+        Weights name (default :data:`~lesionquant.segment.model.DEFAULT_WEIGHTS`).
+
+    Returns
+    -------
+    lung, lesion : (Z, Y, X) ndarray of uint8
+        Lung head (0/1 right/2 left) and lesion head (0 none, 1 GGO, 2 consolidation).
+    sha256 : str
+        sha256 of the weights that made them.
+    """
+    upright, lung, lesion, sha = _predict(image, device, name)
+    return _back(lung, upright, image), _back(lesion, upright, image), sha
+
+
+def _lung_sides(lung: np.ndarray, hu: np.ndarray,
+                spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Network lung mask (either side) -> 1 right / 2 left, small parts dropped.
+
+    The sides are assigned as the classical lung stage does (the two largest parts, or
+    erosion cores of joined lungs, each voxel to the nearest core), which stays right
+    where the network's own side channel hesitates near the anterior junction. The parts
+    and sides are found on a grid of about :data:`SIDE_GRID_MM` (every n-th voxel), and
+    every voxel takes the side of its nearest coarse lung voxel: bounded time and memory
+    on a 512 x 512 x 300 scan."""
+    from lesionquant.segment.classical._split import SplitConfig, split_sides
+
+    mask = lung > 0
+    step = tuple(max(1, int(SIDE_GRID_MM // v)) for v in spacing_zyx)
+    sub = tuple(slice(None, None, k) for k in step)
+    coarse = mask[sub]
+    lab, n = ndi.label(coarse)
+    if n == 0:
+        return np.zeros(lung.shape, np.uint8)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    keep = sizes >= MIN_PART_FRACTION * sizes.max()
+    kept = keep[lab]
+    sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
+    sides = split_sides(lab, keep, kept, hu[sub] > -500, sp, SplitConfig())
+    near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_distances=False,
+                                      return_indices=True)
+    sides_all = sides[tuple(near)]
+    sides_all[coarse & ~kept] = 0  # dropped parts
+    idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
+           for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
+    return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)
+
+
+def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(image)
+    return out
+
+
+def segment_lungs_model(image: sitk.Image, settings: Settings | None = None, *,
+                        device: str = "cpu") -> sitk.Image:
+    """Lung labels (0 background, 1 right, 2 left) by the network; see the module notes."""
+    upright, lung, _, _ = _predict(image, device, None)
+    hu = sitk.GetArrayViewFromImage(upright)
+    sides = _lung_sides(lung, hu, upright.GetSpacing()[::-1])  # x index towards the left
+    return _like(_back(sides, upright, image), image)
+
+
+def lesion_mask_model(image: sitk.Image, device: str = "cpu") -> sitk.Image:
+    """The lesion head's lesion pixels (GGO or consolidation) as a 0/1 ``sitkUInt8`` image in
+    the geometry of ``image``: the learned lesion stage of the segment contract (the common
+    steps then keep it inside the lungs, drop small parts and split it by HU)."""
+    _, lesion_cls, _ = model_labels(image, device)
+    return _like((lesion_cls > 0).astype(np.uint8), image)
+
+
+def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
+                          settings: Settings | None = None, *, device: str = "cpu",
+                          classes: str = "hu") -> sitk.Image:
+    """Label map 0-4 (lungs from ``lungs``, 3 GGO, 4 consolidation) by the network.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        3D CT in HU.
+    lungs : SimpleITK.Image
+        Lung labels (1 right, 2 left) in the image's grid, from any lung stage.
+    settings : Settings, optional
+        ``consolidation_hu`` (HU split) and ``min_lesion_volume_ml``.
+    device : str
+        Resolved device.
+    classes : {"hu", "learned"}
+        How lesion pixels are split into GGO and consolidation (module notes).
+    """
+    if classes not in ("hu", "learned"):
+        raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
+    s = settings or Settings()
+    _, lesion_cls, _ = model_labels(image, device)
+    lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
+    lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
+    lesion = (lesion_cls > 0) & (lung > 0)
+    if lesion.any() and s.min_lesion_volume_ml > 0:
+        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        lab, _ = ndi.label(lesion)
+        sizes = np.bincount(lab.ravel()) * voxel_ml
+        sizes[0] = 0
+        lesion = (sizes >= s.min_lesion_volume_ml)[lab] & lesion
+    if classes == "hu":
+        hu = sitk.GetArrayViewFromImage(image)
+        cons = lesion & (hu >= s.consolidation_hu[0])
+    else:
+        cons = lesion & (lesion_cls == 2)
+    out = lung.copy()
+    out[lesion] = 3
+    out[cons] = 4
+    return _like(out, image)

@@ -1,0 +1,208 @@
+"""Training data for the learned model: MedSeg expert slices, synthetic slices, folds.
+
+Everything is 2D axial slices, upright (anterior up, patient's right on the image's left),
+at the network's in-plane spacing :data:`lesionquant.segment.model.SPACING_MM`:
+
+* ``hu``: float32 HU;
+* ``lung``: uint8 0 background, 1 right lung, 2 left lung, 255 unknown (MedSeg: no lung
+  labels);
+* ``lesion``: uint8 0 none, 1 GGO, 2 consolidation.
+
+Sources
+-------
+MedSeg (``../shared/data/chest/medseg-covid-2d-ggo-consolidation``): 65 expert slices,
+8-bit JPEG mapped to HU with the fixed window :data:`MEDSEG_WINDOW` (W1500/L-350, as
+``lesionquant evaluate`` did when this model was trained; 0.7 mm pixels assumed); the
+window is augmented in training (level +-100 HU, width +-20 %).
+Synthetic (:func:`build_synthetic`): phantoms of :func:`lesionquant.synth.make_phantom`
+(seeds from 1000, never the evaluation seeds 0-2) and lesions inserted with
+:func:`lesionquant.synth.insert_lesions` (seeds from 1000) into two real hosts, cached as
+``.npz`` under ``models/cache/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lesionquant.segment.model import SPACING_MM
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+#: The real data (``$LESIONQUANT_DATA`` or ``../shared/data`` beside the repository).
+DATA = Path(os.environ.get("LESIONQUANT_DATA") or REPO.parent / "shared" / "data") / "chest"
+if not DATA.is_dir() and Path("/work/shared/data/chest").is_dir():  # git worktrees
+    DATA = Path("/work/shared/data/chest")
+MEDSEG = DATA / "medseg-covid-2d-ggo-consolidation"
+UNLABELLED = DATA / "covid-ct-seg-unlabeled-slices"
+CACHE = REPO / "models" / "cache"
+#: Assumed MedSeg pixel size, mm (as lesionquant.evaluate.MEDSEG_SPACING_MM).
+MEDSEG_MM = 0.7
+UNKNOWN = 255
+
+#: Real hosts lesions are inserted into for training (the other real chest CTs, the
+#: healthy control A048383 included, are never seen in training).
+TRAIN_HOSTS = ("lungmask-chest-ct-dicom-slice/0.dcm", "cip-copd-chest-ct-crop-2slices/ct.nii.gz")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One training slice at its own pixel size ``mm`` (resampled on the fly)."""
+
+    name: str
+    hu: np.ndarray
+    lung: np.ndarray
+    lesion: np.ndarray
+    mm: float
+    kind: str  # "medseg" | "synth"
+
+
+def medseg_ids() -> list[str]:
+    """The 65 MedSeg slice ids, sorted."""
+    return sorted(p.stem for p in (MEDSEG / "images").glob("*.jpg"))
+
+
+def folds(ids: list[str], k: int = 5) -> list[list[str]]:
+    """``k`` folds of contiguous id blocks (upstream neighbours are often one patient, so
+    contiguous blocks leak less than a random split; there are no patient ids)."""
+    return [list(b) for b in np.array_split(np.array(sorted(ids)), k)]
+
+
+#: The JPEG-to-HU window the model was trained and cross-validated with, (width, level)
+#: HU: HU = gray / 255 * 1500 - 1100 (``lesionquant.evaluate.MEDSEG_WINDOW`` of this
+#: training; pinned here so that a change of evaluate's mapping does not change the
+#: training data silently). Augmented in training by +-100 HU level and +-20 % width.
+MEDSEG_WINDOW = (1500.0, -350.0)
+
+
+def medseg_hu(sid: str) -> np.ndarray:
+    """MedSeg slice ``sid`` as upright HU with :data:`MEDSEG_WINDOW`."""
+    from PIL import Image
+
+    from lesionquant.evaluate import _medseg_upright
+
+    with Image.open(MEDSEG / "images" / f"{sid}.jpg") as im:
+        gray = np.asarray(im.convert("L"), dtype=np.float32)
+    width, level = MEDSEG_WINDOW
+    return _medseg_upright(gray / 255.0 * width + (level - width / 2.0)).astype(np.float32)
+
+
+def medseg_image(sid: str) -> sitk.Image:
+    """:func:`medseg_hu` as a one-slice image at :data:`MEDSEG_MM` pixels (1 mm slice)."""
+    img = sitk.GetImageFromArray(medseg_hu(sid)[None])
+    img.SetSpacing((MEDSEG_MM, MEDSEG_MM, 1.0))
+    return img
+
+
+def load_medseg(ids: list[str] | None = None) -> list[Slice]:
+    """MedSeg slices as upright HU (fixed window) with expert lesion classes."""
+    from PIL import Image
+
+    from lesionquant.evaluate import _medseg_upright
+
+    out = []
+    for sid in ids or medseg_ids():
+        hu = medseg_hu(sid)
+        with Image.open(MEDSEG / "masks" / f"{sid}.png") as im:
+            les = _medseg_upright(np.asarray(im)).astype(np.uint8)
+        out.append(Slice(sid, hu.astype(np.float32), np.full(les.shape, UNKNOWN, np.uint8),
+                         les, MEDSEG_MM, "medseg"))
+    return out
+
+
+def _resample_inplane(img: sitk.Image, mm: float, *, labels: bool) -> sitk.Image:
+    sp = img.GetSpacing()
+    size = [max(1, round(img.GetSize()[i] * sp[i] / mm)) for i in (0, 1)] + [img.GetSize()[2]]
+    ref = sitk.Image(size, img.GetPixelID())
+    ref.SetSpacing((mm, mm, sp[2]))
+    ref.SetOrigin(img.GetOrigin())
+    ref.SetDirection(img.GetDirection())
+    interp = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
+    return sitk.Resample(img, ref, sitk.Transform(), interp, -1024.0 if not labels else 0.0)
+
+
+def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) -> None:
+    """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices."""
+    from lesionquant.segment import lesion_sides
+
+    image = sitk.DICOMOrient(image, "LPS")
+    lab_img = sitk.GetImageFromArray(labels.astype(np.uint8))
+    lab_img.CopyInformation(image)  # caller gives labels in the image's (oriented) grid
+    hu = sitk.GetArrayFromImage(_resample_inplane(image, SPACING_MM, labels=False))
+    lab = sitk.GetArrayFromImage(_resample_inplane(lab_img, SPACING_MM, labels=True))
+    lab = np.where(lab == 5, 0, lab).astype(np.uint8)
+    side = lesion_sides(lab)
+    lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
+    keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > 200]
+    if not keep:
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(CACHE / f"{name}.npz", hu=hu[keep].astype(np.int16),
+                        lung=side[keep].astype(np.uint8), lesion=lesion[keep])
+    logger.info("cached %s: %d slices", name, len(keep))
+
+
+def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
+    """Generate the synthetic training volumes into :data:`CACHE` (skips existing ones)."""
+    from lesionquant.io import load_scan
+    from lesionquant.segment import segment_lungs
+    from lesionquant.settings import Settings
+    from lesionquant.synth import insert_lesions, make_phantom
+
+    rng = np.random.default_rng(2021)
+    for i in range(n_phantoms):
+        seed = 1000 + i
+        name = f"phantom_{seed}"
+        burden = float(rng.choice([0.0, 3.0, 8.0, 15.0, 25.0, 40.0]))
+        thick = float(rng.choice([1.5, 2.5, 5.0]))
+        kw = dict(seed=seed, lesion_burden_pct=burden,
+                  ggo_fraction=float(rng.uniform(0.3, 0.9)),
+                  crazy_paving=bool(rng.random() < 0.3),
+                  consolidation_in_ggo=bool(rng.random() < 0.6),
+                  contrast=bool(rng.random() < 0.3),
+                  patient_scale=float(rng.uniform(0.85, 1.15)),
+                  dose_factor=float(rng.choice([0.25, 1.0, 1.0])))
+        if (CACHE / f"{name}.npz").exists():
+            continue
+        nz = int(300 / thick)
+        ph = make_phantom(size_xyz=(240, 240, nz), spacing_mm=(1.5, 1.5, thick), **kw)
+        _save_volume(name, ph.image, sitk.GetArrayFromImage(ph.labels),
+                     step=max(1, round(6 / thick)))
+    s = Settings()
+    for rel in TRAIN_HOSTS:
+        scan = load_scan(DATA / rel)
+        image = sitk.DICOMOrient(scan.image, "LPS")
+        lungs = segment_lungs(image, s)
+        for j in range(n_insert):
+            seed = 1000 + j
+            name = f"insert_{rel.split('/')[0]}_{seed}"
+            if (CACHE / f"{name}.npz").exists():
+                continue
+            ins = insert_lesions(image, lungs, seed=seed,
+                                 target_lesion_pct=float(rng.choice([3, 8, 15, 25, 40])),
+                                 ggo_fraction=float(rng.uniform(0.3, 0.9)),
+                                 crazy_paving=bool(rng.random() < 0.3),
+                                 consolidation_in_ggo=bool(rng.random() < 0.6))
+            _save_volume(name, ins.image, sitk.GetArrayFromImage(ins.labels), step=1)
+
+
+def load_synthetic() -> list[Slice]:
+    """Every cached synthetic slice."""
+    out = []
+    for f in sorted(CACHE.glob("*.npz")):
+        with np.load(f) as z:
+            hu, lung, lesion = z["hu"].astype(np.float32), z["lung"], z["lesion"]
+        for i in range(hu.shape[0]):
+            out.append(Slice(f"{f.stem}:{i}", hu[i], lung[i], lesion[i], SPACING_MM, "synth"))
+    return out
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    build_synthetic()

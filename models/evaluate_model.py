@@ -1,0 +1,298 @@
+"""Model vs classical, side by side (the numbers of ``models/README.md``).
+
+    python -m models.evaluate_model medseg    # cross-validated MedSeg table (fold runs)
+    python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
+
+``medseg``: every MedSeg slice is scored by the fold model that did not train on it
+(``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
+:func:`models.data.medseg_image`: the fixed window of ``lesionquant evaluate`` at
+training time, the same HU for both methods). Model
+rows: the lesion head alone ("head") and inside the model's own lung mask ("pipeline"),
+GGO/consolidation by the learned class and by HU (consolidation >= -300 HU inside the
+lesion). Mean per-slice Dice over the slices holding the class, and pooled Dice.
+
+``synthetic``: the shipped weights (``quantify(method="model")``) against the classical
+method on :mod:`lesionquant.evaluate`'s phantoms (evaluation seeds, never trained on),
+lesions inserted into the real chest CTs (evaluation seeds 0-1; the hosts lungmask slice and
+the COPD 2-slice crop were training hosts with other seeds), the real CTs without COVID-19,
+the sample scans, and the TCIA COVID-19 slices (overlays with ``--figures``).
+Results go to ``models/results/*.json`` and markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from lesionquant.segment.model import LesionNet
+from lesionquant.segment.model._infer import predict_labels
+from models import data as D
+from models.train import CONS_HU, dice
+
+logger = logging.getLogger("models.evaluate_model")
+RESULTS = D.REPO / "models" / "results"
+CLASSES = ("lesion", "ggo", "cons")
+
+
+def _load_run(run: Path) -> LesionNet:
+    meta = json.loads((run / "meta.json").read_text())
+    net = LesionNet(**meta["config"])
+    net.load_state_dict(torch.load(run / "ckpt.pt", map_location="cpu",
+                                   weights_only=True)["model"])
+    return net.eval()
+
+
+def _masks(truth: np.ndarray, pred_les: np.ndarray, hu: np.ndarray,
+           lung: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
+    """Predicted masks per variant (learned / HU split, head / pipeline)."""
+    out = {}
+    for where in ("head", "pipeline") if lung is not None else ("head",):
+        les = pred_les > 0
+        if where == "pipeline":
+            les = les & (lung > 0)
+        cons_hu = les & (hu >= CONS_HU)
+        out[f"model_{where}_learned"] = {"lesion": les, "ggo": les & (pred_les == 1),
+                                         "cons": les & (pred_les == 2)}
+        out[f"model_{where}_hu"] = {"lesion": les, "ggo": les & ~cons_hu, "cons": cons_hu}
+    return out
+
+
+def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> dict:
+    """Per fold and overall: mean per-slice Dice over slices holding the class; pooled."""
+    res: dict = {}
+    for v in variants:
+        res[v] = {}
+        for f in [*sorted(set(fold_of.values())), "all"]:
+            sel = [r for r in rows if f == "all" or fold_of[r["slice"]] == f]
+            entry = {}
+            for c in CLASSES:
+                held = [r for r in sel if r["t"][c] > 0]
+                entry[f"{c}_dice"] = float(np.mean([r[v][c]["dice"] for r in held]))
+                inter = sum(r[v][c]["inter"] for r in sel)
+                tot = sum(r["t"][c] + r[v][c]["pred"] for r in sel)
+                entry[f"{c}_pooled"] = 2 * inter / tot if tot else float("nan")
+                entry[f"n_{c}"] = len(held)
+            res[v][str(f)] = entry
+    return res
+
+
+def medseg(runs: Path, k: int = 5) -> dict:
+    """The cross-validated MedSeg table (see the module docstring)."""
+    from lesionquant.api import quantify
+    from lesionquant.errors import LesionQuantError
+    from lesionquant.settings import Settings
+
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    rows = []
+    for f in range(k):
+        if not (runs / f"fold{f}" / "val.json").exists():  # a fold not (fully) trained
+            logger.warning("fold %d: no finished run in %s, left out", f, runs)
+            continue
+        net = _load_run(runs / f"fold{f}")
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            lung, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
+            truth = s.lesion
+            t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
+            variants = _masks(truth, les[0], s.hu, lung[0])
+            try:
+                res = quantify(D.medseg_image(sid), Settings(method="classical"))
+                cl = sitk.GetArrayFromImage(res.labelmap)[0]
+            except LesionQuantError:
+                cl = np.zeros(truth.shape, np.uint8)
+            variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for v, masks in variants.items():
+                row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
+                              "pred": int(masks[c].sum())} for c in CLASSES}
+            rows.append(row)
+            logger.info("%s fold %d: model %.3f classical %.3f", sid, f,
+                        row["model_head_learned"]["lesion"]["dice"],
+                        row["classical"]["lesion"]["dice"])
+    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]
+    fold_of = {r["slice"]: r["fold"] for r in rows}
+    out = {"summary": _score(rows, variants, fold_of), "rows": rows,
+           "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"medseg_cv_{runs.name}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def medseg_markdown(out: dict) -> str:
+    """Tables: per fold (mean per-slice Dice) and overall (mean and pooled)."""
+    s = out["summary"]
+    lines = ["| method | fold | lesion | GGO | consolidation |", "|---|---|---|---|---|"]
+    for v in s:
+        for f, e in s[v].items():
+            lines.append(f"| {v} | {f} | {e['lesion_dice']:.3f} | {e['ggo_dice']:.3f} | "
+                         f"{e['cons_dice']:.3f} |")
+    lines += ["", "| method | lesion mean | GGO mean | cons. mean | lesion pooled | "
+              "GGO pooled | cons. pooled |", "|---|---|---|---|---|---|---|"]
+    for v in s:
+        e = s[v]["all"]
+        lines.append(f"| {v} | {e['lesion_dice']:.3f} | {e['ggo_dice']:.3f} | "
+                     f"{e['cons_dice']:.3f} | {e['lesion_pooled']:.3f} | "
+                     f"{e['ggo_pooled']:.3f} | {e['cons_pooled']:.3f} |")
+    return "\n".join(lines)
+
+
+#: Methods measured by ``synthetic`` ("hybrid": classical lungs + model lesions).
+METHODS: tuple[str, ...] = ("model", "classical")
+
+
+def _hybrid(source):
+    """Classical lungs, model lesions (HU split), as a :class:`lesionquant.measure.Result`."""
+    import time
+
+    from lesionquant.api import _load
+    from lesionquant.measure import Provenance, Result, measure
+    from lesionquant.segment import segment_lungs
+    from lesionquant.segment.model import load_model, segment_lesions_model
+    from lesionquant.settings import Settings
+
+    t0 = time.perf_counter()
+    scan = _load(source)
+    lungs = segment_lungs(scan.image)
+    labelmap = segment_lesions_model(scan.image, lungs)
+    numbers = measure(scan.image, labelmap, lungs)
+    prov = Provenance(version="", method="lungs:classical+lesions:model", device="cpu",
+                      settings=Settings().to_dict(),
+                      timings_s={"total": time.perf_counter() - t0}, warnings=(),
+                      series_uid="", weights_sha256=load_model("cpu").sha256)
+    return Result(measurements=numbers, labelmap=labelmap, lungs=lungs, scan=scan,
+                  provenance=prov)
+
+
+def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list[dict]:
+    """Quantify ``image`` with both methods; rows with evaluate's comparison columns."""
+    from lesionquant.api import quantify
+    from lesionquant.evaluate import _compare
+    from lesionquant.settings import Settings
+
+    rows = []
+    for method in METHODS:
+        res = (_hybrid(image) if method == "hybrid"
+               else quantify(image, Settings(method=method, device="cpu")))
+        row = {**extra, "method": method}
+        if truth is not None:
+            pred = sitk.GetArrayFromImage(res.labelmap)
+            c = _compare(pred, truth, voxel_ml)
+            row.update({k: c[k] for k in ("true_lesion_pct", "lesion_pct", "lesion_err_pp",
+                                          "lesion_dice", "ggo_dice", "consolidation_dice",
+                                          "lung_dice", "cons_in_lung", "lung_ml_err_pct")})
+        else:
+            row.update({k: res[k] for k in ("lung_ml", "lesion_pct", "ggo_pct",
+                                            "consolidation_pct")})
+        row["time_s"] = res.provenance.timings_s["total"]
+        rows.append(row)
+        logger.info("%s", row)
+    return rows
+
+
+def synthetic(figures: Path | None) -> dict:
+    """Phantoms (evaluation seeds), lesions inserted into the real chest CTs (evaluation
+    seeds), the real CTs without COVID-19, the sample scans and the TCIA COVID-19 slices;
+    each case made once and measured by both methods."""
+    from lesionquant.evaluate import COPD_MASK, REAL_CHEST, _host_lungs, save_overlay
+    from lesionquant.io import load_scan
+    from lesionquant.scan import Scan
+    from lesionquant.settings import Settings
+    from lesionquant.synth import insert_lesions, make_phantom
+
+    out: dict[str, list[dict]] = {"phantoms": [], "insertion": [], "healthy": [],
+                                  "samples": [], "tcia": []}
+    for seed in (0, 1):
+        for burden in (5.0, 20.0):
+            ph = make_phantom(size_xyz=(192, 192, 60), spacing_mm=(1.8667, 1.8667, 5.0),
+                              seed=seed, lesion_burden_pct=burden)
+            vox = float(np.prod(ph.image.GetSpacing())) / 1000
+            out["phantoms"] += _both(ph.image, sitk.GetArrayFromImage(ph.labels), vox,
+                                     {"seed": seed, "burden_pct": burden})
+    classical = Settings(method="classical")
+    for rel in REAL_CHEST[:4]:
+        scan = load_scan(D.DATA / rel)
+        mask = D.DATA / COPD_MASK if rel.startswith("cip-copd-chest-ct-64") else None
+        lungs = _host_lungs(scan.image, mask, classical)
+        for seed in (0, 1):
+            for burden in (5.0, 20.0):
+                ins = insert_lesions(scan.image, lungs, seed=seed, target_lesion_pct=burden)
+                vox = float(np.prod(ins.image.GetSpacing())) / 1000
+                out["insertion"] += _both(
+                    Scan(image=ins.image, source=str(rel)), sitk.GetArrayFromImage(ins.labels),
+                    vox, {"host": rel.split("/")[0], "seed": seed, "burden_pct": burden,
+                          "host_seen_in_training": rel in D.TRAIN_HOSTS})
+    for rel in REAL_CHEST:
+        out["healthy"] += _both(D.DATA / rel, None, 0.0, {"scan": rel.split("/")[-1]})
+    man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
+    for case in man["cases"]:
+        rows = _both(D.REPO / "sample_scans" / case["dicom"], None, 0.0,
+                     {"case": case["case"], "true_lesion_pct": case["lesion_pct"]})
+        for r in rows:
+            r["lesion_err_pp"] = r["lesion_pct"] - case["lesion_pct"]
+        out["samples"] += rows
+    from lesionquant.api import quantify
+
+    for dcm in sorted((D.DATA / "tcia-covid19-ny-sbu-axial-slices").glob("*.dcm")):
+        for method in METHODS:
+            res = (_hybrid(dcm) if method == "hybrid"
+                   else quantify(dcm, Settings(method=method, device="cpu")))
+            out["tcia"].append({"slice": dcm.stem, "method": method,
+                                "lung_ml": res["lung_ml"], "lesion_pct": res["lesion_pct"],
+                                "ggo_pct": res["ggo_pct"],
+                                "consolidation_pct": res["consolidation_pct"]})
+            if figures is not None:
+                figures.mkdir(parents=True, exist_ok=True)
+                save_overlay(res, figures / f"{method}_tcia_{dcm.stem}.png",
+                             title=f"{method} {dcm.stem}: lesion {res['lesion_pct']:.1f} % "
+                                   f"(GGO {res['ggo_pct']:.1f}, cons. "
+                                   f"{res['consolidation_pct']:.1f}), lung "
+                                   f"{res['lung_ml']:.0f} mL")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "synthetic" if METHODS == ("model", "classical") else "synthetic_" + "_".join(METHODS)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
+    for name, rows in out.items():
+        print(f"\n### {name}\n\n{_table(rows)}", flush=True)
+    return out
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+                     + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["medseg", "synthetic"])
+    p.add_argument("--methods", default="model,classical",
+                   help="synthetic: comma-separated, of model, classical, hybrid")
+    p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
+    p.add_argument("--figures", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(a.threads)
+    if a.what == "medseg":
+        print(medseg_markdown(medseg(a.runs)))
+    else:
+        global METHODS
+        METHODS = tuple(a.methods.split(","))
+        synthetic(a.figures)
+
+
+if __name__ == "__main__":
+    main()

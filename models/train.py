@@ -1,0 +1,306 @@
+"""Train the lesionquant segmentation network (one command, seeded, resumable).
+
+    python -m models.train --run models/runs/fold0 --fold 0 --steps 300
+    python -m models.train --run models/runs/final --fold -1 --steps 600   # all 65 slices
+
+Each step draws ``--medseg`` MedSeg expert slices (fold ``--fold`` of 5 held out; ``-1``
+holds none out) and ``--synth`` synthetic slices (:mod:`models.data`), warps them
+(rotation +-15 degrees, scale +-15 %, left-right flip, random crop of ``--crop`` pixels at
+the network's 1.5 mm), changes the JPEG-to-HU window of the MedSeg slices (level +-100 HU,
+width +-20 %), turns half the synthetic slices into 8-bit windowed images, and adds noise and
+blur or sharpening. Loss: cross-entropy + soft Dice on both heads; MedSeg slices have no
+lung labels, there lesion pixels only count as "lung, either side".
+
+The random draws of step ``i`` come from ``numpy.random.default_rng([seed, i])``, so a run
+stopped and resumed from its checkpoint (``<run>/ckpt.pt``, written every
+``--ckpt-every`` steps and at the end) continues exactly as an uninterrupted one. The log
+(``<run>/log.jsonl``) holds the loss of every step and the held-out Dice every
+``--val-every`` steps; ``<run>/val.json`` the final per-slice Dice of the held-out fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from lesionquant.segment.model import SPACING_MM, LesionNet, normalise_hu
+from lesionquant.segment.model._infer import predict_labels
+from models import data as D
+
+logger = logging.getLogger("models.train")
+
+#: HU window assumed for the MedSeg JPEGs: width, level.
+W0, L0 = D.MEDSEG_WINDOW
+#: HU at or above which a lesion pixel is consolidation in the HU-band split.
+CONS_HU = -300.0
+
+
+def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, ...]:
+    """Random rotation/scale/flip/crop of one slice to ``crop`` x ``crop`` at 1.5 mm."""
+    h, w = s.hu.shape
+    ang = np.deg2rad(rng.uniform(-15, 15))
+    scale = rng.uniform(0.85, 1.15)
+    step = SPACING_MM * scale / s.mm  # input pixels per output pixel
+    lab = s.lung if s.kind == "synth" else (s.lesion > 0).astype(np.uint8)
+    pts = np.argwhere(lab > 0)
+    if len(pts) and rng.random() < 0.8:
+        cy, cx = pts[rng.integers(len(pts))]
+    else:
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    half = crop * step / 2
+    cy = float(np.clip(cy, min(half, h / 2), max(h - half, h / 2)))
+    cx = float(np.clip(cx, min(half, w / 2), max(w - half, w / 2)))
+    o = (np.arange(crop) - (crop - 1) / 2) * step
+    oy, ox = np.meshgrid(o, o, indexing="ij")
+    c, sn = math.cos(ang), math.sin(ang)
+    py = cy + c * oy - sn * ox
+    px = cx + sn * oy + c * ox
+    flip = rng.random() < 0.5
+    if flip:
+        px = px[:, ::-1]
+    coords = np.stack([py, px])
+    valid = (py >= -0.5) & (py <= h - 0.5) & (px >= -0.5) & (px <= w - 0.5)
+    hu = ndi.map_coordinates(s.hu, coords, order=1, mode="nearest")
+    hu = np.where(valid, hu, -1024.0).astype(np.float32)
+    lung = ndi.map_coordinates(s.lung, coords, order=0, mode="nearest")
+    lesion = ndi.map_coordinates(s.lesion, coords, order=0, mode="nearest")
+    if flip:
+        lung = np.where(lung == 1, 2, np.where(lung == 2, 1, lung))
+    lung = np.where(valid, lung, D.UNKNOWN).astype(np.uint8)
+    lesion = np.where(valid, lesion, D.UNKNOWN).astype(np.uint8)
+    return hu, lung, lesion
+
+
+def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Window, 8-bit, noise and kernel augmentation, HU in and out."""
+    if kind == "medseg":  # another guess of the JPEG's window
+        w = W0 * rng.uniform(0.8, 1.2)
+        lvl = L0 + rng.uniform(-100, 100)
+        hu = (hu - L0 + W0 / 2) * (w / W0) + lvl - w / 2
+    elif rng.random() < 0.5:  # an 8-bit lung-window image, read back with the fixed guess
+        w = rng.uniform(1200, 1800)
+        lvl = rng.uniform(-500, -250)
+        g = np.round(np.clip((hu - lvl + w / 2) / w, 0, 1) * 255)
+        hu = g / 255 * W0 + L0 - W0 / 2
+    if rng.random() < 0.3:
+        sig = rng.uniform(0.4, 1.0)
+        blur = ndi.gaussian_filter(hu, sig)
+        hu = blur if rng.random() < 0.5 else hu + rng.uniform(0.3, 1.0) * (hu - blur)
+    if rng.random() < 0.5:
+        hu = hu + rng.normal(0, rng.uniform(5, 30), hu.shape)
+    return hu.astype(np.float32)
+
+
+def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
+               crop: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop)."""
+    items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
+    if synth:
+        items += [synth[i] for i in rng.integers(len(synth), size=n_syn)]
+    xs, lungs, lesions = [], [], []
+    for s in items:
+        hu, lung, lesion = _warp(s, rng, crop)
+        xs.append(_intensity(hu, s.kind, rng))
+        lungs.append(lung)
+        lesions.append(lesion)
+    x = normalise_hu(torch.from_numpy(np.stack(xs))[:, None])
+    return (x, torch.from_numpy(np.stack(lungs)).long(),
+            torch.from_numpy(np.stack(lesions)).long())
+
+
+def _soft_dice(prob: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice over the batch, per channel, averaged."""
+    v = valid[:, None].float()
+    inter = (prob * onehot * v).sum((0, 2, 3))
+    den = ((prob + onehot) * v).sum((0, 2, 3))
+    return 1 - ((2 * inter + 1) / (den + 1)).mean()
+
+
+def loss_fn(lung_logits: torch.Tensor, lesion_logits: torch.Tensor, lung: torch.Tensor,
+            lesion: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft Dice (lesion: GGO, consolidation and their union; lung: the two
+    sides where labelled) + "lesion pixels are lung" where the sides are unknown."""
+    unk = D.UNKNOWN
+    les_valid = lesion != unk
+    les_t = torch.where(les_valid, lesion, 0)
+    loss = F.cross_entropy(lesion_logits, lesion, ignore_index=unk)
+    p = torch.softmax(lesion_logits, 1)
+    oh = F.one_hot(les_t, 3).permute(0, 3, 1, 2).float()
+    pu = torch.stack([p[:, 1], p[:, 2], p[:, 1] + p[:, 2]], 1)
+    ohu = torch.stack([oh[:, 1], oh[:, 2], oh[:, 1] + oh[:, 2]], 1)
+    loss = loss + _soft_dice(pu, ohu, les_valid)
+    lung_valid = lung != unk
+    if lung_valid.any():
+        loss = loss + F.cross_entropy(lung_logits, lung, ignore_index=unk)
+        q = torch.softmax(lung_logits, 1)
+        lt = torch.where(lung_valid, lung, 0)
+        ohl = F.one_hot(lt, 3).permute(0, 3, 1, 2).float()
+        loss = loss + _soft_dice(q[:, 1:], ohl[:, 1:], lung_valid)
+    weak = (~lung_valid) & (les_t > 0)
+    if weak.any():
+        p_bg = torch.softmax(lung_logits, 1)[:, 0]
+        loss = loss - 0.5 * torch.log1p(-p_bg[weak].clamp(max=1 - 1e-4)).mean()
+    return loss
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks (1.0 when both are empty)."""
+    s = int(a.sum()) + int(b.sum())
+    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+
+
+def evaluate_medseg(net: LesionNet, slices: list[D.Slice]) -> list[dict]:
+    """Per-slice Dice on MedSeg slices at their own resolution: lesion, and GGO /
+    consolidation both by the learned class and by HU bands inside the predicted lesion."""
+    net.eval()
+    rows = []
+    for s in slices:
+        _, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
+        les = les[0]
+        t, p = s.lesion, les > 0
+        cons_hu = p & (s.hu >= CONS_HU)
+        row = {"slice": s.name, "lesion_dice": dice(t > 0, p),
+               "ggo_dice": dice(t == 1, les == 1), "consolidation_dice": dice(t == 2, les == 2),
+               "ggo_dice_hu": dice(t == 1, p & ~cons_hu),
+               "consolidation_dice_hu": dice(t == 2, cons_hu),
+               "has_ggo": bool((t == 1).any()), "has_consolidation": bool((t == 2).any()),
+               "true_px": {str(c): int((t == c).sum()) for c in (1, 2)},
+               "inter_px": {"lesion": int(((t > 0) & p).sum()),
+                            "ggo": int(((t == 1) & (les == 1)).sum()),
+                            "cons": int(((t == 2) & (les == 2)).sum()),
+                            "ggo_hu": int(((t == 1) & p & ~cons_hu).sum()),
+                            "cons_hu": int(((t == 2) & cons_hu).sum())},
+               "pred_px": {"lesion": int(p.sum()), "ggo": int((les == 1).sum()),
+                           "cons": int((les == 2).sum()), "ggo_hu": int((p & ~cons_hu).sum()),
+                           "cons_hu": int(cons_hu.sum())}}
+        rows.append(row)
+    net.train()
+    return rows
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    """Mean per-slice Dice over the slices holding the class."""
+    out = {"lesion_dice": float(np.mean([r["lesion_dice"] for r in rows]))}
+    for key, has in (("ggo_dice", "has_ggo"), ("consolidation_dice", "has_consolidation")):
+        for suffix in ("", "_hu"):
+            vals = [r[key + suffix] for r in rows if r[has]]
+            out[key + suffix] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def _save(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
+          medseg_per_batch: int = 5, synth_per_batch: int = 3, crop: int = 128,
+          base: int = 16, lr: float = 2e-3, val_every: int = 100, ckpt_every: int = 25,
+          threads: int = 2, synth: list[D.Slice] | None = None,
+          medseg: list[D.Slice] | None = None, stop_after: int | None = None) -> LesionNet:
+    """Train (or resume) one run; returns the network. See the module docstring.
+
+    ``synth`` / ``medseg`` replace the data of :mod:`models.data` (tests); ``stop_after``
+    stops after that many steps as an interruption would (after its checkpoint).
+    """
+    run.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    ids = D.medseg_ids()
+    held = D.folds(ids, k)[fold] if fold >= 0 else []
+    all_med = medseg if medseg is not None else D.load_medseg(ids)
+    train_med = [s for s in all_med if s.name not in held]
+    val_med = [s for s in all_med if s.name in held]
+    syn = synth if synth is not None else D.load_synthetic()
+    logger.info("fold %d: %d MedSeg train, %d held out, %d synthetic slices", fold,
+                len(train_med), len(val_med), len(syn))
+    net = LesionNet(base=base)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    warm = min(20, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps)
+                                                                       / steps)))
+    start = 0
+    ckpt = run / "ckpt.pt"
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=True)
+        net.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        start = int(st["step"])
+        logger.info("resumed %s at step %d", run, start)
+    meta = {"fold": fold, "k": k, "steps": steps, "seed": seed, "held_out": held,
+            "medseg_per_batch": medseg_per_batch, "synth_per_batch": synth_per_batch,
+            "crop": crop, "base": base, "lr": lr, "n_synth": len(syn),
+            "config": net.config}
+    (run / "meta.json").write_text(json.dumps(meta, indent=1))
+    net.train()
+    log = (run / "log.jsonl").open("a")
+    t0 = time.perf_counter()
+    for i in range(start, steps if stop_after is None else min(steps, stop_after)):
+        rng = np.random.default_rng([seed, i])
+        torch.manual_seed(seed * 1_000_003 + i)
+        x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
+                                     crop, rng)
+        a, b = net(x)
+        loss = loss_fn(a, b, lung, lesion)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        rec = {"step": i + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+               "s": round(time.perf_counter() - t0, 1)}
+        if val_med and ((i + 1) % val_every == 0 or i + 1 == steps):
+            rec["val"] = summary(evaluate_medseg(net, val_med))
+            logger.info("step %d val %s", i + 1, rec["val"])
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if (i + 1) % 10 == 0:
+            logger.info("step %d loss %.4f (%.1f s)", i + 1, float(loss), rec["s"])
+        if (i + 1) % ckpt_every == 0 or i + 1 in (steps, stop_after):
+            _save(ckpt, {"model": net.state_dict(), "opt": opt.state_dict(),
+                         "sched": sched.state_dict(), "step": i + 1})
+    log.close()
+    if val_med and (stop_after is None or stop_after >= steps):
+        rows = evaluate_medseg(net, val_med)
+        (run / "val.json").write_text(json.dumps({"summary": summary(rows), "rows": rows},
+                                                 indent=1))
+    net.eval()
+    return net
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="run folder (checkpoint, logs)")
+    p.add_argument("--fold", type=int, default=-1, help="held-out fold, -1 = none")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--medseg", type=int, default=5, help="MedSeg slices per batch")
+    p.add_argument("--synth", type=int, default=3, help="synthetic slices per batch")
+    p.add_argument("--crop", type=int, default=128, help="crop, pixels at 1.5 mm")
+    p.add_argument("--base", type=int, default=16, help="channels of the first level")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--ckpt-every", type=int, default=25)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
+          medseg_per_batch=a.medseg, synth_per_batch=a.synth, crop=a.crop, base=a.base,
+          lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads)
+
+
+if __name__ == "__main__":
+    main()
