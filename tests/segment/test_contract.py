@@ -74,14 +74,25 @@ def test_method_name_and_weights_of_mixed_stages():
     assert weights_sha256(Settings()) is None
 
 
-def test_learned_stages_without_weights_raise_weights_error():
-    hu, _ = toy_chest()
-    image = to_image(hu, SP)
-    with pytest.raises(WeightsError, match="weights"):
-        segment_lungs(image, Settings(lung_method="model"))
-    lungs = segment_lungs(image, Settings(lesion_method="model"))  # classical lungs run
-    with pytest.raises(WeightsError):
-        segment_lesions(image, lungs, Settings(lesion_method="model"))
+def test_learned_stages_without_their_weights_raise_weights_error(tmp_path, monkeypatch):
+    """With the shipped weights file gone (a broken install), a learned stage is a typed
+    WeightsError, while the classical stage of the other half still runs."""
+    from lesionquant.segment.model import _weights
+
+    (tmp_path / "registry.json").write_text(json.dumps(
+        {_weights.DEFAULT_WEIGHTS: _weights.weights_info()}))  # the registry, no .pt file
+    monkeypatch.setattr(_weights, "_folder", lambda: tmp_path)
+    _weights._load.cache_clear()
+    try:
+        hu, _ = toy_chest()
+        image = to_image(hu, SP)
+        with pytest.raises(WeightsError, match="weights"):
+            segment_lungs(image, Settings(lung_method="model"))
+        lungs = segment_lungs(image, Settings(lesion_method="model"))  # classical lungs run
+        with pytest.raises(WeightsError):
+            segment_lesions(image, lungs, Settings(lesion_method="model"))
+    finally:
+        _weights._load.cache_clear()
 
 
 @pytest.fixture
