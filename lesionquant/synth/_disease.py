@@ -10,7 +10,7 @@ COVID-19-NY-SBU slices and the 1600 unlabelled COVID-19-CT-Seg slices (calibrati
 ``patchy``
     ground glass with or without a consolidated core (the classic peripheral patch);
 ``faint``
-    coreless faint GGO, most of it below -750 HU (fill 0.03-0.18);
+    coreless faint GGO, most of it below -750 HU (fill 0.0-0.12);
 ``paving``
     GGO with a visible septal network (crazy paving);
 ``solid``
@@ -78,7 +78,8 @@ class LesionParams:
     consolidation_fill : tuple of float
         Per-lesion fill range of consolidation (0.75: -240 HU; 1.0: 40 HU).
     edge_ramp_mm : float
-        Distance over which the fill rises from the lesion's edge to its level, mm.
+        Distance over which the GGO fill rises from 0 at the lesion's edge to its level,
+        mm (convex, exponent 1.15; consolidation: over 2 mm from 2 % of its level).
     radius_mm : tuple of float
         Smallest and largest blob radius, mm (2.5 mm = a 5 mm focus); the largest is
         capped at 0.35 x the lung's width.
@@ -101,9 +102,9 @@ class LesionParams:
     kind_weights: tuple[float, ...] = (0.45, 0.2, 0.1, 0.15, 0.1)
     ggo_fill: float = 0.40
     ggo_fill_sigma: float = 0.3
-    faint_fill: tuple[float, float] = (0.03, 0.18)
+    faint_fill: tuple[float, float] = (0.0, 0.12)
     consolidation_fill: tuple[float, float] = (0.45, 1.0)
-    edge_ramp_mm: float = 2.0
+    edge_ramp_mm: float = 2.5
     radius_mm: tuple[float, float] = (2.5, 45.0)
     peripheral_mm: float = 15.0
     posterior_bias: float = 2.0
@@ -420,15 +421,19 @@ def make_disease(
     cons_f = ggo_f + (cons_f - ggo_f) * c_ramp
     # spared (still aerated) secondary lobules inside consolidation: ~15 % of it
     lob = smooth_field(shape, rng, tuple(6.0 / spacing))
-    cons_f = np.where(lob > 1.05, 0.12 * cons_f, cons_f)
+    cons_f = np.where(lob > 1.0, 0.12 * cons_f, cons_f)
     f = np.where(classes == 1, ggo_f, 0.0)
     f = np.where(classes == 2, cons_f, f).astype(np.float32)
     # ill-defined margins: the fill rises from the edge of each lesion over edge_ramp_mm
     les_mask = (classes == 1) | (classes == 2)
     inside_mm = ndi.distance_transform_edt(les_mask, sampling=spacing).astype(np.float32)
-    ramp = np.clip(inside_mm / max(params.edge_ramp_mm, 1e-3), 0.0, 1.0) ** 0.8
+    # GGO: from 0 over edge_ramp_mm, convex (the faint margin experts include, down to the
+    # host's own lung HU); consolidation: over 2 mm from 2 % of its level
+    ramp_ggo = np.clip(inside_mm / max(params.edge_ramp_mm, 1e-3), 0.0, 1.0) ** 1.15
+    ramp_cons = 0.02 + 0.98 * np.clip(inside_mm / 2.0, 0.0, 1.0) ** 0.8
+    ramp = np.where(classes == 2, ramp_cons, ramp_ggo)
     # consolidation meeting GGO keeps the GGO's level at its rim, not zero
-    f = np.where(les_mask, f * (0.05 + 0.95 * ramp), 0.0).astype(np.float32)
+    f = np.where(les_mask, f * ramp, 0.0).astype(np.float32)
     # air bronchograms in consolidation
     cons = classes == 2
     if airway is not None:
