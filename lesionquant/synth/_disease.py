@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.ndimage as ndi
 
-from lesionquant.synth._fields import smooth_field
+from lesionquant.synth._fields import gaussian_blob, random_rotation, smooth_field
 
 logger = logging.getLogger(__name__)
 
@@ -323,20 +323,10 @@ def make_disease(
     band_width = rng.uniform(1.5, 4.0, n_les)
     for i, (r, k, c) in enumerate(zip(radii, kinds, centres, strict=False)):
         sig_mm = r / 1.5 * rng.uniform(0.4, 1.0, size=3)
-        rot = _random_rotation(rng)
-        hb = np.ceil(3.0 * sig_mm.max() / spacing).astype(int)
-        lo = np.maximum(c.astype(int) - hb, 0)
-        hi = np.minimum(c.astype(int) + hb + 1, shape)
-        if np.any(hi <= lo):
+        blob = gaussian_blob(c, sig_mm, random_rotation(rng), spacing, shape)
+        if blob is None:
             continue
-        grids = np.meshgrid(*[(np.arange(a, b) - cc) * s for a, b, cc, s in
-                              zip(lo, hi, c, spacing, strict=False)], indexing="ij", sparse=True)
-        q = 0.0
-        for j in range(3):
-            comp = rot[0, j] * grids[0] + rot[1, j] * grids[1] + rot[2, j] * grids[2]
-            q = q + (comp / sig_mm[j]) ** 2
-        g = np.exp(-0.5 * q).astype(np.float32)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
+        box, g = blob
         if KINDS[k] == "band":  # a sheet parallel to the pleura under the footprint
             d = pleura_in_lung[box]
             sheet = np.exp(-(((d - band_depth[i]) / (0.5 * band_width[i])) ** 2))
@@ -461,8 +451,3 @@ def _default_lower_lobes(lung: np.ndarray, post_vol: np.ndarray,
     """
     return (lung > 0) & (sup_vol < 0.15 + 0.6 * post_vol)
 
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    return q * np.sign(np.diag(r))

@@ -14,7 +14,7 @@ import scipy.ndimage as ndi
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["correlated_noise", "resize", "smooth_field"]
+__all__ = ["correlated_noise", "gaussian_blob", "random_rotation", "resize", "smooth_field"]
 
 
 def resize(array: np.ndarray, shape: tuple[int, int, int], *, order: int = 1) -> np.ndarray:
@@ -121,3 +121,55 @@ def correlated_noise(
     k /= k.sum()
     smooth /= float(np.sqrt((k**2).sum()) ** 2)
     return smooth
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def gaussian_blob(
+    centre: np.ndarray,
+    sigma_mm: np.ndarray,
+    rot: np.ndarray,
+    spacing_zyx: np.ndarray,
+    shape: tuple[int, int, int],
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """An anisotropic, rotated Gaussian blob rasterised in its own bounding box.
+
+    Parameters
+    ----------
+    centre : (3,) ndarray
+        Centre, voxel index (z, y, x).
+    sigma_mm : (3,) ndarray
+        Standard deviations along the blob's own axes, mm.
+    rot : (3, 3) ndarray
+        Rotation; column ``k`` is the blob's axis ``k`` in (z, y, x).
+    spacing_zyx : (3,) ndarray
+        Voxel size, mm.
+    shape : tuple of int
+        Shape of the volume the box is clipped to.
+
+    Returns
+    -------
+    (box, g) or None
+        ``box`` the slices of the +-3 sigma bounding box (clipped to the volume) and ``g``
+        the float32 profile ``exp(-|R^T d / sigma|^2 / 2)`` on it (``d`` in mm); ``None``
+        when the box falls outside the volume.
+    """
+    half = np.ceil(3.0 * sigma_mm.max() / spacing_zyx).astype(int)
+    lo = np.maximum(centre.astype(int) - half, 0)
+    hi = np.minimum(centre.astype(int) + half + 1, shape)
+    if np.any(hi <= lo):
+        return None
+    grids = np.meshgrid(*[(np.arange(a, b) - cc) * s for a, b, cc, s in
+                          zip(lo, hi, centre, spacing_zyx, strict=False)],
+                        indexing="ij", sparse=True)
+    # q = |R^T d / sigma|^2, evaluated with broadcasting
+    q = 0.0
+    for k in range(3):
+        comp = rot[0, k] * grids[0] + rot[1, k] * grids[1] + rot[2, k] * grids[2]
+        q = q + (comp / sigma_mm[k]) ** 2
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
+    return box, np.exp(-0.5 * q).astype(np.float32)

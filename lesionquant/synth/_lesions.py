@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
-from lesionquant.synth._fields import smooth_field
+from lesionquant.synth._fields import gaussian_blob, random_rotation, smooth_field
 
 logger = logging.getLogger(__name__)
 
@@ -173,21 +173,10 @@ def make_lesions(
     propensity = np.clip(rng.beta(0.6, 0.8, size=len(radii)), 0, 1)  # mostly GGO or mostly dense
     for r, c, prop in zip(radii, centres, propensity, strict=False):
         sig_mm = r / 1.5 * rng.uniform(0.35, 1.0, size=3)  # anisotropic, elongated
-        rot = _random_rotation(rng)
-        half = np.ceil(3.0 * sig_mm.max() / spacing).astype(int)
-        lo = np.maximum(c.astype(int) - half, 0)
-        hi = np.minimum(c.astype(int) + half + 1, shape)
-        if np.any(hi <= lo):
+        blob = gaussian_blob(c, sig_mm, random_rotation(rng), spacing, shape)
+        if blob is None:
             continue
-        grids = np.meshgrid(*[(np.arange(a, b) - cc) * s for a, b, cc, s in
-                              zip(lo, hi, c, spacing, strict=False)], indexing="ij", sparse=True)
-        # q = |R^T d / sigma|^2, evaluated with broadcasting
-        q = 0.0
-        for k in range(3):
-            comp = rot[0, k] * grids[0] + rot[1, k] * grids[1] + rot[2, k] * grids[2]
-            q = q + (comp / sig_mm[k]) ** 2
-        g = np.exp(-0.5 * q).astype(np.float32)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=False))
+        box, g = blob
         better = g > field[box]
         field[box] = np.where(better, g, field[box])
         owner_c[box] = np.where(better, prop, owner_c[box])
@@ -244,12 +233,6 @@ def make_lesions(
     logger.debug("lesions: %d blobs, r %.1f-%.1f mm, %d voxels (%d consolidation)",
                  len(radii), r_min, r_max, n_target, n_cons)
     return LesionModel(classes, fill, bronch, len(radii))
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random 3x3 rotation matrix (QR of a Gaussian matrix)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    return q * np.sign(np.diag(r))
 
 
 def apply_fill(hu: np.ndarray, fill: np.ndarray, tissue_hu: float = TISSUE_HU) -> np.ndarray:
