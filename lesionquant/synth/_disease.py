@@ -52,6 +52,10 @@ KINDS = ("patchy", "faint", "paving", "solid", "band")
 EFFUSION_HU = 15.0
 """Attenuation of a simple pleural effusion, HU (0-20 HU; transudate/exudate)."""
 
+BRONCHUS_RADIUS_MM = 1.25
+"""Lumen radius of the air bronchograms drawn in inserted consolidation, mm (2.5 mm: the
+segmental to subsegmental bronchi that stay visible inside consolidated lung)."""
+
 
 @dataclass(frozen=True)
 class LesionParams:
@@ -154,6 +158,11 @@ class Disease:
         Number of blob lesions drawn.
     kinds : dict
         Blob count per kind.
+    air : (Z, Y, X) ndarray of float32 or None
+        Share of each voxel that is bronchial air (the lumen of the air bronchograms drawn
+        in consolidation when no ``airway`` was given, with its partial volume); ``None``
+        when none was drawn. The caller sets it to air (-1000 HU): a patent bronchus inside
+        consolidation holds air, not the host's aerated lung.
     """
 
     classes: np.ndarray
@@ -161,6 +170,7 @@ class Disease:
     lobe: np.ndarray
     n_lesions: int
     kinds: dict = field(default_factory=dict)
+    air: np.ndarray | None = None
 
 
 def _normalised(v: np.ndarray) -> np.ndarray:
@@ -426,19 +436,39 @@ def make_disease(
     f = np.where(les_mask, f * ramp, 0.0).astype(np.float32)
     # air bronchograms in consolidation
     cons = classes == 2
+    air = None
+    blur = np.asarray(edge_mm) / spacing
     if airway is not None:
         f = np.where(airway & cons, 0.0, f)
     elif float(spacing[1:].max()) < 2.0 and cons.any():
+        # a branching network of curves (where two smooth 10 mm fields are both zero),
+        # thickened to a bronchial lumen of BRONCHUS_RADIUS_MM (distance to the curve from
+        # each field's value over its gradient)
         a = smooth_field(shape, rng, tuple(10.0 / spacing))
         b = smooth_field(shape, rng, tuple(10.0 / spacing))
-        tube = (np.abs(a) < 0.09) & (np.abs(b) < 0.09)
-        f = np.where(tube & ndi.binary_erosion(cons, iterations=2), 0.0, f)
-    f = ndi.gaussian_filter(f, np.asarray(edge_mm) / spacing, truncate=2.5)
+        dist2 = np.zeros(shape, np.float32)
+        axes = [ax for ax in range(3) if shape[ax] > 1]  # a one-slice host has no z gradient
+        for fld in (a, b):
+            grad = np.gradient(fld, *spacing[axes], axis=axes)
+            grad = grad if isinstance(grad, list | tuple) else [grad]
+            norm = np.sqrt(sum(g * g for g in grad)).astype(np.float32)
+            dist2 += (fld / np.maximum(norm, 1e-6)) ** 2
+        tube = dist2 < BRONCHUS_RADIUS_MM ** 2
+        # bronchi well inside the consolidation (1.5 mm in-plane: a 2-slice host keeps them)
+        n_in = max(1, round(1.5 / float(spacing[1:].min())))
+        deep = ndi.binary_erosion(cons, structure=ndi.generate_binary_structure(2, 1)[None],
+                                  iterations=n_in)
+        bronch = tube & deep
+        f = np.where(bronch, 0.0, f)
+        if bronch.any():
+            air = ndi.gaussian_filter(bronch.astype(np.float32), blur, truncate=2.5)
+            air = np.where(cons, air, 0.0).astype(np.float32)
+    f = ndi.gaussian_filter(f, blur, truncate=2.5)
     f = np.where(lung_bool & (classes != 3), f, 0.0).astype(np.float32)
     counts = {name: int((kinds_arr == j).sum()) if n_les else 0 for j, name in enumerate(KINDS)}
     logger.debug("disease: %d blobs %s, %d lesion voxels (%d lobar), effusion %d",
                  n_les, counts, n_target, n_lobar, int((classes == 3).sum()))
-    return Disease(classes, f, lower_lobe, n_les, counts)
+    return Disease(classes, f, lower_lobe, n_les, counts, air)
 
 
 def _default_lower_lobes(lung: np.ndarray, post_vol: np.ndarray,

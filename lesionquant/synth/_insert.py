@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["estimate_noise_hu", "insert_lesions"]
 
+AIR_HU = -1000.0
+"""Attenuation of the air in a bronchial lumen, HU."""
+
 _HP_FACTOR = 0.68
 """Robust std of ``x - G1*x`` over std of ``x`` for CT-like noise (white noise smoothed
 in-plane with a Gaussian of 0.6 voxel, a typical soft/standard kernel; 0.87 for white
@@ -192,6 +195,8 @@ def insert_lesions(
     if lesions is not None:
         effusion = model.classes == 3
         new[effusion] = EFFUSION_HU
+        if model.air is not None:  # air bronchograms: bronchial air, not the host's lung
+            new = new + model.air * (AIR_HU - new)
     # put back the noise the fill removed: host noise scaled by (1 - f), add the rest
     fill = np.where(effusion, 1.0, model.fill)
     keep = (1.0 - fill) ** 2
