@@ -106,6 +106,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
+    ap.add_argument("--method", default="classical", choices=("classical", "model"),
+                    help="segmentation method measured (default classical); 'model' writes "
+                         "repeatability_model.json / repeatability_model_bland_altman.png")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rows = []
@@ -117,7 +120,7 @@ def main() -> int:
         rng = np.random.default_rng(case.seed)
         meas = {}
         for cond in ("reference", *CONDITIONS):
-            res = quantify(acquire(clean, cond, rng))
+            res = quantify(acquire(clean, cond, rng), method=args.method)
             meas[cond] = {k: float(res[k]) for k in ("lesion_pct", "ggo_pct",
                                                      "consolidation_pct")}
             print(f"  case {case.index} {cond}: lesion {meas[cond]['lesion_pct']:.2f} % "
@@ -151,14 +154,18 @@ def _write(rows, args) -> dict:
                                   "loa_low_pp": float(d.mean() - 1.96 * sd),
                                   "loa_high_pp": float(d.mean() + 1.96 * sd)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "repeatability.json").write_text(json.dumps(
-        {"command": f"python bench/repeatability.py --cases {args.cases}",
-         "cases": rows, "summary": summary}, indent=1))
-    _figure(rows, args.out / "repeatability_bland_altman.png")
+    suffix = "" if args.method == "classical" else f"_{args.method}"
+    command = f"python bench/repeatability.py --cases {args.cases}"
+    if args.method != "classical":
+        command += f" --method {args.method}"
+    (args.out / f"repeatability{suffix}.json").write_text(json.dumps(
+        {"command": command, "method": args.method, "cases": rows, "summary": summary},
+        indent=1))
+    _figure(rows, args.out / f"repeatability{suffix}_bland_altman.png", args.method)
     return summary
 
 
-def _figure(rows, path: Path) -> None:
+def _figure(rows, path: Path, method: str = "classical") -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -176,15 +183,16 @@ def _figure(rows, path: Path) -> None:
             m, sd = diff.mean(), diff.std(ddof=1) if diff.size > 1 else 0.0
             for v, style in ((m, "-"), (m - 1.96 * sd, "--"), (m + 1.96 * sd, "--")):
                 ax.axhline(v, color="tab:blue", linestyle=style, linewidth=1)
+            ax.axhspan(-0.5, 0.5, color="tab:red", alpha=0.08, linewidth=0)
             for v in (-0.5, 0.5):
                 ax.axhline(v, color="tab:red", linestyle=":", linewidth=1)
             ax.set_title(f"{cond}: {name}", fontsize=9)
             ax.set_xlabel("mean of the two, % of lung", fontsize=8)
             ax.set_ylabel("difference (this - reference), pp", fontsize=8)
             ax.tick_params(labelsize=7)
-    fig.suptitle("Repeatability of the classical pipeline, Bland-Altman: mean difference "
-                 "(solid), 95 % limits of agreement (dashed), goal +-0.5 pp (red dotted)",
-                 fontsize=11)
+    fig.suptitle(f"Repeatability of the {method} pipeline ({len(rows)} phantoms), "
+                 "Bland-Altman: mean difference (solid), 95 % limits of agreement (dashed), "
+                 "goal +-0.5 pp (red band)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
 

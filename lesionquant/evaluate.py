@@ -258,13 +258,14 @@ def repeatability_table(path: Path) -> Table:
 
     doc = json.loads(Path(path).read_text())
     n = len(doc.get("cases", []))
+    method = doc.get("method", "classical")
     table = Table(
         "Repeatability: the same phantom anatomy and lesions re-acquired",
-        note=f"{n} v2 phantoms (tuning cases), each measured on a 1 mm / standard-kernel / "
-             "standard-noise reference and re-acquired; differences from the reference in "
-             "percentage points of lung: mean [95 % limits of agreement]. Goal of the "
-             "measuring pipeline: limits within +-0.5 pp. Bland-Altman figure: "
-             f"docs/figures/repeatability_bland_altman.png. Regenerate: "
+        note=f"Method: {method}. {n} v2 phantoms (tuning cases), each measured on a 1 mm / "
+             "standard-kernel / standard-noise reference and re-acquired; differences from "
+             "the reference in percentage points of lung: mean [95 % limits of agreement]. "
+             "Goal of the measuring pipeline: limits within +-0.5 pp. Bland-Altman figure: "
+             f"docs/figures/{Path(path).stem}_bland_altman.png. Regenerate: "
              f"`nice {doc.get('command', 'python bench/repeatability.py')}` (the figure and "
              "the JSON), then `lesionquant evaluate` picks the JSON up.")
     for cond, s in doc.get("summary", {}).items():
