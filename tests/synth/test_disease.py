@@ -147,6 +147,29 @@ def test_v2_insertion_with_effusion():
     assert ins.params["generator"] == "v2"
 
 
+@pytest.mark.parametrize("n_slices", [2, 24])
+def test_inserted_air_bronchograms_hold_air(n_slices):
+    """Inserted consolidation carries bronchial lumens at air density (darker than the
+    host's lung), also on a 2-slice host; the host is uniform -850 HU lung, no noise."""
+    z, y, x = np.ogrid[:n_slices, :220, :300]
+    lab = np.zeros((n_slices, 220, 300), np.uint8)
+    for val, cx in ((1, 80), (2, 220)):
+        lab[((y - 110) / 100.0) ** 2 + ((x - cx) / 65.0) ** 2 + 0 * z <= 1] = val
+    hu = np.where(lab > 0, -850.0, 40.0).astype(np.float32)
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing((0.7, 0.7, 1.0))
+    mask = sitk.GetImageFromArray(lab)
+    mask.CopyInformation(img)
+    ins = insert_lesions(img, mask, seed=3, noise_hu=0.0, lesions=LesionParams(
+        burden_pct=40.0, ggo_fraction=0.2, kind_weights=(0, 0, 0, 1, 0)))
+    out = sitk.GetArrayFromImage(ins.image)
+    cons = sitk.GetArrayFromImage(ins.labels) == 4
+    air = out[cons] < -870  # only bronchial air is darker than the host's -850 HU lung
+    assert 0.001 < air.mean() < 0.06
+    assert out[cons].min() < -920
+    assert not (out[~cons & (lab > 0)] < -870).any()
+
+
 def test_families_are_disjoint_and_shifted_is_outside():
     tun, rep, shi = (family_cases(f, 6) for f in ("tuning", "report", "shifted"))
     assert family_cases("report", 6) == rep  # deterministic
