@@ -196,23 +196,18 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     """
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
+    from lesionquant.segment._common import assemble, drop_small, split_by_hu
+    from lesionquant.segment.labels import Label
+
     s = settings or Settings()
     _, lesion_cls, _ = model_labels(image, device)
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
     lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
-    lesion = (lesion_cls > 0) & (lung > 0)
-    if lesion.any() and s.min_lesion_volume_ml > 0:
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        lab, _ = ndi.label(lesion)
-        sizes = np.bincount(lab.ravel()) * voxel_ml
-        sizes[0] = 0
-        lesion = (sizes >= s.min_lesion_volume_ml)[lab] & lesion
+    lesion = drop_small((lesion_cls > 0) & (lung > 0),
+                        float(np.prod(image.GetSpacing())) / 1000.0, s.min_lesion_volume_ml)
     if classes == "hu":
-        hu = sitk.GetArrayViewFromImage(image)
-        cons = lesion & (hu >= s.consolidation_hu[0])
-    else:
-        cons = lesion & (lesion_cls == 2)
-    out = lung.copy()
-    out[lesion] = 3
-    out[cons] = 4
-    return _like(out, image)
+        cls = split_by_hu(lesion, sitk.GetArrayViewFromImage(image), s)
+    else:  # the network's class, as Label values
+        learned = np.where(lesion_cls == 2, Label.CONSOLIDATION, Label.GGO)
+        cls = np.where(lesion, learned, 0).astype(np.uint8)
+    return _like(assemble(lung, cls), image)
