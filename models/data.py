@@ -156,11 +156,19 @@ def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) ->
     logger.info("cached %s: %d slices", name, len(keep))
 
 
-def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
-    """Generate the synthetic training volumes into :data:`CACHE` (skips existing ones)."""
+def _train_hosts():
+    """(relative path, LPS image, classical lungs) of each of :data:`TRAIN_HOSTS`."""
     from lesionquant.io import load_scan
     from lesionquant.segment import segment_lungs
     from lesionquant.settings import Settings
+
+    for rel in TRAIN_HOSTS:
+        image = sitk.DICOMOrient(load_scan(DATA / rel).image, "LPS")
+        yield rel, image, segment_lungs(image, Settings())
+
+
+def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
+    """Generate the synthetic training volumes into :data:`CACHE` (skips existing ones)."""
     from lesionquant.synth import insert_lesions, make_phantom
 
     rng = np.random.default_rng(2021)
@@ -182,11 +190,7 @@ def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
         ph = make_phantom(size_xyz=(240, 240, nz), spacing_mm=(1.5, 1.5, thick), **kw)
         _save_volume(name, ph.image, sitk.GetArrayFromImage(ph.labels),
                      step=max(1, round(6 / thick)))
-    s = Settings()
-    for rel in TRAIN_HOSTS:
-        scan = load_scan(DATA / rel)
-        image = sitk.DICOMOrient(scan.image, "LPS")
-        lungs = segment_lungs(image, s)
+    for rel, image, lungs in _train_hosts():
         for j in range(n_insert):
             seed = 1000 + j
             name = f"insert_{rel.split('/')[0]}_{seed}"
@@ -207,9 +211,6 @@ def build_synthetic_v2(n_phantoms: int = 12, n_insert: int = 12) -> None:
     2.5 or 5 mm in turn; insertions: the next ``n_insert`` tuning cases' lesions into each
     of :data:`TRAIN_HOSTS` (host lungs from the classical lung stage). Skips cached ones.
     """
-    from lesionquant.io import load_scan
-    from lesionquant.segment import segment_lungs
-    from lesionquant.settings import Settings
     from lesionquant.synth import family_cases, insert_lesions, make_phantom
 
     out = CACHE / "v2"
@@ -225,11 +226,7 @@ def build_synthetic_v2(n_phantoms: int = 12, n_insert: int = 12) -> None:
         out.mkdir(parents=True, exist_ok=True)
         _save_volume(name, ph.image, sitk.GetArrayFromImage(ph.labels),
                      step=max(1, round(6 / thick)))
-    s = Settings()
-    for rel in TRAIN_HOSTS:
-        scan = load_scan(DATA / rel)
-        image = sitk.DICOMOrient(scan.image, "LPS")
-        lungs = segment_lungs(image, s)
+    for rel, image, lungs in _train_hosts():
         for case in cases[n_phantoms:]:
             name = f"v2/insert_{rel.split('/')[0]}_{case.seed}"
             if (CACHE / f"{name}.npz").exists():
