@@ -184,3 +184,28 @@ def test_the_built_wheel_holds_the_weights(tmp_path):
         blob = z.read(f"lesionquant/segment/model/weights/{info['file']}")
     assert hashlib.sha256(blob).hexdigest() == info["sha256"] == weights_info()["sha256"]
     assert len(blob) < 20e6
+
+
+def test_only_the_body_box_goes_through_the_network(phantom):
+    """A wide field of view (the phantom padded with 40 mm of air on every side) gives the
+    same labels inside the phantom as the tight one, and background in the air."""
+    from lesionquant.segment.model._infer import body_box, predict_labels
+
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    sx, sy, _ = phantom.image.GetSpacing()
+    pad = 18  # 18 x 2.2 mm
+    wide = np.pad(hu, ((0, 0), (pad, pad), (pad, pad)), constant_values=-1024.0)
+    rows, cols = body_box(wide, (sy, sx))
+    assert rows.start > 0 and cols.start > 0  # the air around is cut off
+    assert rows.stop < wide.shape[1] and cols.stop < wide.shape[2]
+    net = load_model("cpu").net
+    lung_w, les_w = predict_labels(net, wide, (sy, sx))
+    lung_t, les_t = predict_labels(net, hu, (sy, sx))
+    inner = (slice(None), slice(pad, -pad), slice(pad, -pad))
+    assert _dice(lung_w[inner] > 0, lung_t > 0) > 0.99
+    assert _dice(les_w[inner] > 0, les_t > 0) > 0.95
+    ring = np.ones(wide.shape, bool)
+    ring[inner] = False
+    assert not lung_w[ring].any() and not les_w[ring].any()
+    # nothing dense at all: the whole slice is run
+    assert body_box(np.full((2, 8, 8), -1000.0), (1.0, 1.0)) == (slice(None), slice(None))
