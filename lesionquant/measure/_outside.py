@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from lesionquant._hull import slice_hulls as _hulls
 from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
 
 __all__ = ["dense_outside_lung_ml"]
@@ -29,17 +30,6 @@ NEAR_MM = 10.0
 WALL_MM = 15.0
 DENSE_HU = (-500.0, 150.0)
 BONE_HU = 300.0
-
-
-def _hulls(mask: np.ndarray, min_count: int = 20) -> np.ndarray:
-    """Per-slice convex hull of a mask (empty where a slice has fewer voxels)."""
-    from skimage.morphology import convex_hull_image
-
-    out = np.zeros(mask.shape, bool)
-    counts = mask.sum(axis=(1, 2))
-    for z in np.flatnonzero(counts >= min_count):  # no batched per-slice hull exists
-        out[z] = convex_hull_image(mask[z])
-    return out
 
 
 def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
