@@ -253,6 +253,61 @@ def _settings(method: str):
     return Settings(method=method, device="cpu")
 
 
+def _agg(rows: list[dict], key: str, fn) -> float:
+    vals = [float(r[key]) for r in rows if r.get(key) is not None]
+    return float(fn(vals)) if vals else float("nan")
+
+
+def acceptance_markdown(synth: dict) -> str:
+    """The issue-21 acceptance rows (model beside classical) from :func:`synthetic`'s
+    output (``synth``: its JSON, or the merged JSONs of one run per method)."""
+    methods = sorted({r["method"] for rows in synth.values() for r in rows})
+    lines = ["| experiment | group | method | n | abs lesion err pp mean / worst | lesion Dice "
+             "mean / worst | lung Dice mean / worst | true cons. in lung mask mean / worst |",
+             "|---|---|---|---|---|---|---|---|"]
+    for exp, gkey in (("families", "family"), ("insertion", "host")):
+        groups = sorted({r[gkey] for r in synth.get(exp, [])})
+        for g in groups:
+            for m in methods:
+                rows = [r for r in synth[exp] if r[gkey] == g and r["method"] == m]
+                if not rows:
+                    continue
+                err = [abs(float(r["lesion_err_pp"])) for r in rows]
+                lines.append(
+                    f"| {exp} | {g} | {m} | {len(rows)} | {np.mean(err):.2f} / {max(err):.2f} "
+                    f"| {_agg(rows, 'lesion_dice', np.mean):.3f} / "
+                    f"{_agg(rows, 'lesion_dice', np.min):.3f} "
+                    f"| {_agg(rows, 'lung_dice', np.mean):.3f} / "
+                    f"{_agg(rows, 'lung_dice', np.min):.3f} "
+                    f"| {_agg(rows, 'cons_in_lung', np.mean):.3f} / "
+                    f"{_agg(rows, 'cons_in_lung', np.min):.3f} |")
+    lines += ["", "| real CT without COVID-19 | " + " | ".join(methods) + " |",
+              "|---|" + "---|" * len(methods)]
+    for scan in dict.fromkeys(r["scan"] for r in synth.get("healthy", [])):
+        vals = {r["method"]: r["false_lesion_pct"] for r in synth["healthy"]
+                if r["scan"] == scan}
+        lines.append(f"| {scan} | " + " | ".join(f"{vals.get(m, float('nan')):.2f} %"
+                                                for m in methods) + " |")
+    lines += ["", "| sample scan | true % | " + " | ".join(f"{m} % (err pp)" for m in methods)
+              + " |", "|---|---|" + "---|" * len(methods)]
+    for case in dict.fromkeys(r["case"] for r in synth.get("samples", [])):
+        rows = {r["method"]: r for r in synth["samples"] if r["case"] == case}
+        first = next(iter(rows.values()))
+        lines.append(f"| {case} | {first['true_lesion_pct']:.2f} | " + " | ".join(
+            f"{rows[m]['lesion_pct']:.2f} ({rows[m]['lesion_err_pp']:+.2f})" if m in rows
+            else "" for m in methods) + " |")
+    lines += ["", "| TCIA slice | " + " | ".join(
+        f"{m} lung mL / lesion % / cons. % / lung:cage / check" for m in methods) + " |",
+        "|---|" + "---|" * len(methods)]
+    for sl in dict.fromkeys(r["slice"] for r in synth.get("tcia", [])):
+        rows = {r["method"]: r for r in synth["tcia"] if r["slice"] == sl}
+        lines.append(f"| {sl} | " + " | ".join(
+            f"{rows[m]['lung_ml']:.1f} / {rows[m]['lesion_pct']:.1f} / "
+            f"{rows[m]['consolidation_pct']:.1f} / {rows[m]['lung_to_cage']:.2f} / "
+            f"{rows[m]['check'] or '-'}" if m in rows else "" for m in methods) + " |")
+    return "\n".join(lines)
+
+
 def _table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"
@@ -267,7 +322,8 @@ def _table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["medseg", "synthetic"])
+    p.add_argument("what", choices=["medseg", "synthetic", "report"],
+                   help="report: the acceptance tables from models/results/synthetic*.json")
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
@@ -280,6 +336,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
         print(medseg_markdown(medseg(a.runs)))
+    elif a.what == "report":
+        merged: dict[str, list[dict]] = {}
+        for f in sorted(RESULTS.glob("synthetic*.json")):
+            for k, rows in json.loads(f.read_text()).items():
+                merged.setdefault(k, []).extend(rows)
+        print(acceptance_markdown(merged))
     else:
         global METHODS
         METHODS = tuple(a.methods.split(","))

@@ -209,3 +209,31 @@ def test_only_the_body_box_goes_through_the_network(phantom):
     assert not lung_w[ring].any() and not les_w[ring].any()
     # nothing dense at all: the whole slice is run
     assert body_box(np.full((2, 8, 8), -1000.0), (1.0, 1.0)) == (slice(None), slice(None))
+
+
+def test_lung_outside_the_rib_cage_is_dropped_consolidation_inside_kept():
+    """A drawn chest: two aerated lungs inside a ring of ribs, a consolidated (dense)
+    posterior part of the right lung inside the ribs, and a strip of fat beside the ribs
+    that the lung head called lung. The guard drops the strip and keeps the rest."""
+    z, n, mm = 6, 160, 2.0
+    yy, xx = np.mgrid[:n, :n]
+    hu = np.full((n, n), 40.0)  # soft tissue
+    body = ((yy - 80) / 70.0) ** 2 + ((xx - 80) / 75.0) ** 2 <= 1
+    hu[~body] = -1000.0
+    ring = (((yy - 80) / 55.0) ** 2 + ((xx - 80) / 62.0) ** 2 <= 1) & (
+        ((yy - 80) / 51.0) ** 2 + ((xx - 80) / 58.0) ** 2 > 1)
+    ribs = ring & ((np.arctan2(yy - 80, xx - 80) * 8 / np.pi) % 2 < 0.8)
+    hu[ribs] = 700.0
+    right = ((yy - 80) / 42.0) ** 2 + ((xx - 52) / 22.0) ** 2 <= 1
+    left = ((yy - 80) / 42.0) ** 2 + ((xx - 108) / 22.0) ** 2 <= 1
+    hu[right | left] = -850.0
+    consolidated = right & (yy > 100)
+    hu[consolidated] = 30.0
+    strip = (np.abs(xx - 12) <= 3) & (np.abs(yy - 80) <= 20) & body  # fat beside the ribs
+    hu[strip] = -100.0
+    lung_head = (right | left | strip).astype(np.uint8)
+    sides = _stages._lung_sides(np.repeat(lung_head[None], z, 0), np.repeat(hu[None], z, 0),
+                                (5.0, mm, mm))
+    assert not sides[:, strip].any()
+    assert (sides[:, consolidated] == 1).all() and (sides[:, right] == 1).mean() > 0.99
+    assert (sides[:, left] == 2).mean() > 0.99

@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 MIN_PART_FRACTION = 0.02
 #: Grid on which the lung parts and sides are found, mm (as the classical work grid).
 SIDE_GRID_MM = 2.0
-#: The rib-cage guard of the lung head (:func:`_inside_cage`): aerated lung is below
-#: ``AERATED_HU`` in the parts of the lung head's mask holding at least
-#: ``CAGE_MIN_PART`` of the largest part's aerated voxels; bone is above ``CAGE_BONE_HU``
-#: and counts for the cage within ``CAGE_NEAR_MM`` (3D) of that aerated lung (ribs, spine
-#: and sternum; not the arms).
+#: The rib-cage guard of the lung head (:func:`_inside_cage`): the lungs are the parts
+#: of the lung head's mask holding at least ``CAGE_MIN_PART`` of the most aerated part's
+#: aerated voxels (below ``AERATED_HU``); bone is above ``CAGE_BONE_HU`` and counts for
+#: the cage within ``CAGE_NEAR_MM`` (3D) of those lungs (ribs, spine and sternum; not
+#: the arms).
 AERATED_HU = -500.0
 CAGE_MIN_PART = 0.1
 CAGE_BONE_HU = 300.0
@@ -133,10 +133,11 @@ def model_labels(image: sitk.Image, device: str = "cpu",
 
 def _inside_cage(mask: np.ndarray, hu: np.ndarray,
                  spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Where lung may be: per axial slice, the convex hull of the aerated lung of ``mask``
-    and the bone near it (see :data:`CAGE_NEAR_MM`); everywhere on slices without such
-    bone. Soft tissue the network takes for lung outside the ribs (axillary fat, the
-    back's muscles) falls outside; a consolidated dependent lobe lies inside the ribs."""
+    """Where lung may be: per axial slice, the convex hull of the aerated parts of ``mask``
+    and the bone near them (see :data:`CAGE_NEAR_MM`); everywhere on slices without such
+    bone. A part of soft tissue the network took for lung outside the ribs (axillary
+    fat) falls outside; a consolidated dependent lobe joined to its aerated lung lies
+    inside the ribs."""
     from lesionquant._hull import slice_hulls
 
     lab, n = ndi.label(mask)
@@ -144,11 +145,11 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
     air[0] = 0
     if air.max() <= 0:
         return np.ones(mask.shape, bool)
-    aerated = (air >= CAGE_MIN_PART * air.max())[lab] & (hu < AERATED_HU)
-    near = ndi.distance_transform_edt(~aerated, sampling=spacing_zyx) <= CAGE_NEAR_MM
+    lungs = (air >= CAGE_MIN_PART * air.max())[lab]
+    near = ndi.distance_transform_edt(~lungs, sampling=spacing_zyx) <= CAGE_NEAR_MM
     bone = near & (hu > CAGE_BONE_HU)
     guarded = bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX
-    hull = slice_hulls(bone | aerated, min_count=1)
+    hull = slice_hulls(bone | lungs, min_count=1)
     return hull | ~guarded[:, None, None]
 
 
