@@ -5,18 +5,18 @@
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
-:func:`models.data.medseg_image`: the fixed window of ``lesionquant evaluate`` at
-training time, the same HU for both methods). Model
-rows: the lesion head alone ("head") and inside the model's own lung mask ("pipeline"),
-GGO/consolidation by the learned class and by HU (consolidation >= -300 HU inside the
-lesion). Mean per-slice Dice over the slices holding the class, and pooled Dice.
+:func:`models.data.medseg_image`: the slice mapped to HU by its own peaks, as
+``lesionquant evaluate`` does; the same HU for both methods). Model rows: the lesion head
+alone ("head") and inside the lung head's raw mask ("pipeline"), GGO/consolidation by the
+learned class and by HU (consolidation >= -300 HU inside the lesion). Mean per-slice Dice
+over the slices holding the class, and pooled Dice.
 
 ``synthetic``: the shipped weights (``quantify(method="model")``) against the classical
-method on :mod:`lesionquant.evaluate`'s phantoms (evaluation seeds, never trained on),
-lesions inserted into the real chest CTs (evaluation seeds 0-1; the hosts lungmask slice and
-the COPD 2-slice crop were training hosts with other seeds), the real CTs without COVID-19,
-the sample scans, and the TCIA COVID-19 slices (overlays with ``--figures``).
-Results go to ``models/results/*.json`` and markdown on stdout.
+method on the ground-truth v2 report and shifted families (phantoms, and the same lesion
+sets inserted into every real chest CT with lung), the real CTs without COVID-19, the
+sample scans and the TCIA COVID-19 slices with their two-sided checks (overlays with
+``--figures``); see :func:`synthetic`. ``report`` prints the acceptance tables from the
+JSON. Results go to ``models/results/*.json`` and markdown on stdout.
 """
 
 from __future__ import annotations
