@@ -493,7 +493,7 @@ def rib_cage_area_cm2(hu: np.ndarray, lung: np.ndarray,
     """
     import scipy.ndimage as ndi
 
-    from lesionquant.measure._outside import _hulls
+    from lesionquant._hull import slice_hulls as _hulls
 
     if not lung.any():
         return float("nan")

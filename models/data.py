@@ -11,13 +11,18 @@ at the network's in-plane spacing :data:`lesionquant.segment.model.SPACING_MM`:
 Sources
 -------
 MedSeg (``../shared/data/chest/medseg-covid-2d-ggo-consolidation``): 65 expert slices,
-8-bit JPEG mapped to HU with the fixed window :data:`MEDSEG_WINDOW` (W1500/L-350, as
-``lesionquant evaluate`` did when this model was trained; 0.7 mm pixels assumed); the
-window is augmented in training (level +-100 HU, width +-20 %).
-Synthetic (:func:`build_synthetic`): phantoms of :func:`lesionquant.synth.make_phantom`
-(seeds from 1000, never the evaluation seeds 0-2) and lesions inserted with
-:func:`lesionquant.synth.insert_lesions` (seeds from 1000) into two real hosts, cached as
-``.npz`` under ``models/cache/``.
+8-bit JPEG mapped to HU by each slice's own lung and soft-tissue peaks
+(:func:`lesionquant._jpeg_hu.jpeg_to_hu`, as ``lesionquant evaluate`` does; 0.7 mm pixels
+assumed); the mapping is augmented in training (level +-100 HU, width +-20 %).
+Synthetic, two generations, cached as ``.npz`` under ``models/cache/``:
+
+* v1 (:func:`build_synthetic`): phantoms of :func:`lesionquant.synth.make_phantom`
+  (seeds from 1000, never the evaluation seeds 0-2) and v1 lesions inserted with
+  :func:`lesionquant.synth.insert_lesions` (seeds from 1000) into two real hosts;
+* v2 (:func:`build_synthetic_v2`, ``models/cache/v2/``): the ground-truth v2 lesion model
+  (faint coreless GGO, bands, solid and dependent-lobe consolidation, effusion) of the
+  **tuning** family only (:func:`lesionquant.synth.family_cases`; the report and shifted
+  families stay unseen), as phantoms and inserted into the same two hosts.
 """
 
 from __future__ import annotations
@@ -74,23 +79,26 @@ def folds(ids: list[str], k: int = 5) -> list[list[str]]:
     return [list(b) for b in np.array_split(np.array(sorted(ids)), k)]
 
 
-#: The JPEG-to-HU window the model was trained and cross-validated with, (width, level)
-#: HU: HU = gray / 255 * 1500 - 1100 (``lesionquant.evaluate.MEDSEG_WINDOW`` of this
-#: training; pinned here so that a change of evaluate's mapping does not change the
-#: training data silently). Augmented in training by +-100 HU level and +-20 % width.
+#: Centre of the lung window (width, level HU) the window augmentation scales about.
 MEDSEG_WINDOW = (1500.0, -350.0)
 
 
-def medseg_hu(sid: str) -> np.ndarray:
-    """MedSeg slice ``sid`` as upright HU with :data:`MEDSEG_WINDOW`."""
+def jpeg_hu(path: Path) -> np.ndarray:
+    """An 8-bit lung-window JPEG as HU by its own tissue peaks (not turned)."""
     from PIL import Image
 
+    from lesionquant._jpeg_hu import jpeg_to_hu
+
+    with Image.open(path) as im:
+        gray = np.asarray(im.convert("L"), dtype=np.float32)
+    return jpeg_to_hu(gray).apply(gray)
+
+
+def medseg_hu(sid: str) -> np.ndarray:
+    """MedSeg slice ``sid`` as upright HU, mapped by its own peaks (as evaluate does)."""
     from lesionquant.evaluate import _medseg_upright
 
-    with Image.open(MEDSEG / "images" / f"{sid}.jpg") as im:
-        gray = np.asarray(im.convert("L"), dtype=np.float32)
-    width, level = MEDSEG_WINDOW
-    return _medseg_upright(gray / 255.0 * width + (level - width / 2.0)).astype(np.float32)
+    return _medseg_upright(jpeg_hu(MEDSEG / "images" / f"{sid}.jpg")).astype(np.float32)
 
 
 def medseg_image(sid: str) -> sitk.Image:
@@ -136,7 +144,7 @@ def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) ->
     lab_img.CopyInformation(image)  # caller gives labels in the image's (oriented) grid
     hu = sitk.GetArrayFromImage(_resample_inplane(image, SPACING_MM, labels=False))
     lab = sitk.GetArrayFromImage(_resample_inplane(lab_img, SPACING_MM, labels=True))
-    lab = np.where(lab == 5, 0, lab).astype(np.uint8)
+    lab = np.where(lab >= 5, 0, lab).astype(np.uint8)  # airway, effusion: not lung
     side = lesion_sides(lab)
     lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
     keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > 200]
@@ -148,11 +156,19 @@ def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) ->
     logger.info("cached %s: %d slices", name, len(keep))
 
 
-def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
-    """Generate the synthetic training volumes into :data:`CACHE` (skips existing ones)."""
+def _train_hosts():
+    """(relative path, LPS image, classical lungs) of each of :data:`TRAIN_HOSTS`."""
     from lesionquant.io import load_scan
     from lesionquant.segment import segment_lungs
     from lesionquant.settings import Settings
+
+    for rel in TRAIN_HOSTS:
+        image = sitk.DICOMOrient(load_scan(DATA / rel).image, "LPS")
+        yield rel, image, segment_lungs(image, Settings())
+
+
+def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
+    """Generate the synthetic training volumes into :data:`CACHE` (skips existing ones)."""
     from lesionquant.synth import insert_lesions, make_phantom
 
     rng = np.random.default_rng(2021)
@@ -174,11 +190,7 @@ def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
         ph = make_phantom(size_xyz=(240, 240, nz), spacing_mm=(1.5, 1.5, thick), **kw)
         _save_volume(name, ph.image, sitk.GetArrayFromImage(ph.labels),
                      step=max(1, round(6 / thick)))
-    s = Settings()
-    for rel in TRAIN_HOSTS:
-        scan = load_scan(DATA / rel)
-        image = sitk.DICOMOrient(scan.image, "LPS")
-        lungs = segment_lungs(image, s)
+    for rel, image, lungs in _train_hosts():
         for j in range(n_insert):
             seed = 1000 + j
             name = f"insert_{rel.split('/')[0]}_{seed}"
@@ -192,17 +204,56 @@ def build_synthetic(n_phantoms: int = 16, n_insert: int = 12) -> None:
             _save_volume(name, ins.image, sitk.GetArrayFromImage(ins.labels), step=1)
 
 
-def load_synthetic() -> list[Slice]:
-    """Every cached synthetic slice."""
+def build_synthetic_v2(n_phantoms: int = 12, n_insert: int = 12) -> None:
+    """Ground-truth v2 training volumes (tuning family only) into ``CACHE / "v2"``.
+
+    Phantoms: the first ``n_phantoms`` tuning cases at 240 x 240 x 1.5 mm, slices of 1.5,
+    2.5 or 5 mm in turn; insertions: the next ``n_insert`` tuning cases' lesions into each
+    of :data:`TRAIN_HOSTS` (host lungs from the classical lung stage). Skips cached ones.
+    """
+    from lesionquant.synth import family_cases, insert_lesions, make_phantom
+
+    out = CACHE / "v2"
+    cases = family_cases("tuning", n_phantoms + n_insert)
+    for case in cases[:n_phantoms]:
+        name = f"v2/phantom_{case.seed}"
+        if (CACHE / f"{name}.npz").exists():
+            continue
+        thick = (1.5, 2.5, 5.0)[case.index % 3]
+        ph = make_phantom(size_xyz=(240, 240, int(300 / thick)), spacing_mm=(1.5, 1.5, thick),
+                          seed=case.seed, lesions=case.lesions,
+                          patient_scale=case.patient_scale, dose_factor=case.dose_factor)
+        out.mkdir(parents=True, exist_ok=True)
+        _save_volume(name, ph.image, sitk.GetArrayFromImage(ph.labels),
+                     step=max(1, round(6 / thick)))
+    for rel, image, lungs in _train_hosts():
+        for case in cases[n_phantoms:]:
+            name = f"v2/insert_{rel.split('/')[0]}_{case.seed}"
+            if (CACHE / f"{name}.npz").exists():
+                continue
+            ins = insert_lesions(image, lungs, seed=case.seed, lesions=case.lesions)
+            out.mkdir(parents=True, exist_ok=True)
+            _save_volume(name, ins.image, sitk.GetArrayFromImage(ins.labels), step=1)
+
+
+#: The cached synthetic generations by name (glob patterns under :data:`CACHE`).
+GENERATIONS = {"v1": ("*.npz",), "v2": ("v2/*.npz",), "all": ("*.npz", "v2/*.npz")}
+
+
+def load_synthetic(generation: str = "all") -> list[Slice]:
+    """Every cached synthetic slice of ``generation`` (``v1``, ``v2`` or ``all``)."""
     out = []
-    for f in sorted(CACHE.glob("*.npz")):
+    files = sorted({f for pat in GENERATIONS[generation] for f in CACHE.glob(pat)})
+    for f in files:
         with np.load(f) as z:
             hu, lung, lesion = z["hu"].astype(np.float32), z["lung"], z["lesion"]
         for i in range(hu.shape[0]):
-            out.append(Slice(f"{f.stem}:{i}", hu[i], lung[i], lesion[i], SPACING_MM, "synth"))
+            name = f"{f.relative_to(CACHE).with_suffix('')}:{i}"
+            out.append(Slice(name, hu[i], lung[i], lesion[i], SPACING_MM, "synth"))
     return out
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     build_synthetic()
+    build_synthetic_v2()

@@ -5,18 +5,18 @@
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
-:func:`models.data.medseg_image`: the fixed window of ``lesionquant evaluate`` at
-training time, the same HU for both methods). Model
-rows: the lesion head alone ("head") and inside the model's own lung mask ("pipeline"),
-GGO/consolidation by the learned class and by HU (consolidation >= -300 HU inside the
-lesion). Mean per-slice Dice over the slices holding the class, and pooled Dice.
+:func:`models.data.medseg_image`: the slice mapped to HU by its own peaks, as
+``lesionquant evaluate`` does; the same HU for both methods). Model rows: the lesion head
+alone ("head") and inside the lung head's raw mask ("pipeline"), GGO/consolidation by the
+learned class and by HU (consolidation >= -300 HU inside the lesion). Mean per-slice Dice
+over the slices holding the class, and pooled Dice.
 
 ``synthetic``: the shipped weights (``quantify(method="model")``) against the classical
-method on :mod:`lesionquant.evaluate`'s phantoms (evaluation seeds, never trained on),
-lesions inserted into the real chest CTs (evaluation seeds 0-1; the hosts lungmask slice and
-the COPD 2-slice crop were training hosts with other seeds), the real CTs without COVID-19,
-the sample scans, and the TCIA COVID-19 slices (overlays with ``--figures``).
-Results go to ``models/results/*.json`` and markdown on stdout.
+method on the ground-truth v2 report and shifted families (phantoms, and the same lesion
+sets inserted into every real chest CT with lung), the real CTs without COVID-19, the
+sample scans and the TCIA COVID-19 slices with their two-sided checks (overlays with
+``--figures``); see :func:`synthetic`. ``report`` prints the acceptance tables from the
+JSON. Results go to ``models/results/*.json`` and markdown on stdout.
 """
 
 from __future__ import annotations
@@ -148,39 +148,14 @@ def medseg_markdown(out: dict) -> str:
 METHODS: tuple[str, ...] = ("model", "classical")
 
 
-def _hybrid(source):
-    """Classical lungs, model lesions (HU split), as a :class:`lesionquant.measure.Result`."""
-    import time
-
-    from lesionquant.api import _load
-    from lesionquant.measure import Provenance, Result, measure
-    from lesionquant.segment import segment_lungs
-    from lesionquant.segment.model import load_model, segment_lesions_model
-    from lesionquant.settings import Settings
-
-    t0 = time.perf_counter()
-    scan = _load(source)
-    lungs = segment_lungs(scan.image)
-    labelmap = segment_lesions_model(scan.image, lungs)
-    numbers = measure(scan.image, labelmap, lungs)
-    prov = Provenance(version="", method="lungs:classical+lesions:model", device="cpu",
-                      settings=Settings().to_dict(),
-                      timings_s={"total": time.perf_counter() - t0}, warnings=(),
-                      series_uid="", weights_sha256=load_model("cpu").sha256)
-    return Result(measurements=numbers, labelmap=labelmap, lungs=lungs, scan=scan,
-                  provenance=prov)
-
-
 def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list[dict]:
     """Quantify ``image`` with both methods; rows with evaluate's comparison columns."""
     from lesionquant.api import quantify
     from lesionquant.evaluate import _compare
-    from lesionquant.settings import Settings
 
     rows = []
     for method in METHODS:
-        res = (_hybrid(image) if method == "hybrid"
-               else quantify(image, Settings(method=method, device="cpu")))
+        res = quantify(image, _settings(method))
         row = {**extra, "method": method}
         if truth is not None:
             pred = sitk.GetArrayFromImage(res.labelmap)
@@ -197,40 +172,64 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
     return rows
 
 
-def synthetic(figures: Path | None) -> dict:
-    """Phantoms (evaluation seeds), lesions inserted into the real chest CTs (evaluation
-    seeds), the real CTs without COVID-19, the sample scans and the TCIA COVID-19 slices;
-    each case made once and measured by both methods."""
-    from lesionquant.evaluate import COPD_MASK, REAL_CHEST, _host_lungs, save_overlay
+def _family_hosts(n: int) -> list[tuple[str, object]]:
+    """(family, case) pairs inserted into every host: ``n`` report and ``n`` shifted."""
+    from lesionquant.synth import family_cases
+
+    return [(fam, c) for fam in ("report", "shifted") for c in family_cases(fam, n)]
+
+
+def synthetic(figures: Path | None, n_cases: int = 2) -> dict:
+    """The acceptance of issue 21 beside the classical method, each case made once:
+
+    * ``families``: phantoms of the v2 report and shifted families (``n_cases`` each,
+      320 x 320 x 150 at 1.1 x 1.1 x 2 mm, every second case on 5 mm slices, as
+      ``lesionquant evaluate``);
+    * ``insertion``: the report and shifted families' lesions inserted into every real
+      chest CT with lung (the 4.2 mm COPD scan and the single-slice hosts included);
+    * ``healthy``: false lesion % on the real CTs without COVID-19 (the control's slices);
+    * ``samples``: lesion % against the sample scans' manifest;
+    * ``tcia``: the TCIA COVID-19 slices with their two-sided checks (overlays with
+      ``figures``).
+    """
+    from lesionquant.evaluate import (
+        COPD_MASK,
+        REAL_CHEST,
+        _host_lungs,
+        family_table,
+        normal_table,
+        tcia_table,
+    )
     from lesionquant.io import load_scan
     from lesionquant.scan import Scan
     from lesionquant.settings import Settings
-    from lesionquant.synth import insert_lesions, make_phantom
+    from lesionquant.synth import insert_lesions
 
-    out: dict[str, list[dict]] = {"phantoms": [], "insertion": [], "healthy": [],
+    out: dict[str, list[dict]] = {"families": [], "insertion": [], "healthy": [],
                                   "samples": [], "tcia": []}
-    for seed in (0, 1):
-        for burden in (5.0, 20.0):
-            ph = make_phantom(size_xyz=(192, 192, 60), spacing_mm=(1.8667, 1.8667, 5.0),
-                              seed=seed, lesion_burden_pct=burden)
-            vox = float(np.prod(ph.image.GetSpacing())) / 1000
-            out["phantoms"] += _both(ph.image, sitk.GetArrayFromImage(ph.labels), vox,
-                                     {"seed": seed, "burden_pct": burden})
+    for method in METHODS:
+        st = _settings(method)
+        for fam in ("report", "shifted"):
+            t = family_table(fam, n_cases, (320, 320, 150), (1.1, 1.1, 2.0), st)
+            out["families"] += [{"family": fam, "method": method, **r} for r in t.rows]
     classical = Settings(method="classical")
     for rel in REAL_CHEST[:4]:
         scan = load_scan(D.DATA / rel)
         mask = D.DATA / COPD_MASK if rel.startswith("cip-copd-chest-ct-64") else None
         lungs = _host_lungs(scan.image, mask, classical)
-        for seed in (0, 1):
-            for burden in (5.0, 20.0):
-                ins = insert_lesions(scan.image, lungs, seed=seed, target_lesion_pct=burden)
-                vox = float(np.prod(ins.image.GetSpacing())) / 1000
-                out["insertion"] += _both(
-                    Scan(image=ins.image, source=str(rel)), sitk.GetArrayFromImage(ins.labels),
-                    vox, {"host": rel.split("/")[0], "seed": seed, "burden_pct": burden,
-                          "host_seen_in_training": rel in D.TRAIN_HOSTS})
-    for rel in REAL_CHEST:
-        out["healthy"] += _both(D.DATA / rel, None, 0.0, {"scan": rel.split("/")[-1]})
+        for fam, case in _family_hosts(n_cases):
+            ins = insert_lesions(scan.image, lungs, seed=case.seed, lesions=case.lesions)
+            vox = float(np.prod(ins.image.GetSpacing())) / 1000
+            out["insertion"] += _both(
+                Scan(image=ins.image, source=str(rel)), sitk.GetArrayFromImage(ins.labels),
+                vox, {"host": rel.split("/")[0], "family": fam, "seed": case.seed,
+                      "host_seen_in_training": rel in D.TRAIN_HOSTS})
+    for method in METHODS:
+        t = normal_table(D.DATA, _settings(method))
+        out["healthy"] += [{"method": method, **r} for r in t.rows]
+        fig = figures / method if figures is not None else None
+        t = tcia_table(D.DATA / "tcia-covid19-ny-sbu-axial-slices", fig, _settings(method))
+        out["tcia"] += [{"method": method, **r} for r in t.rows]
     man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
     for case in man["cases"]:
         rows = _both(D.REPO / "sample_scans" / case["dicom"], None, 0.0,
@@ -238,29 +237,75 @@ def synthetic(figures: Path | None) -> dict:
         for r in rows:
             r["lesion_err_pp"] = r["lesion_pct"] - case["lesion_pct"]
         out["samples"] += rows
-    from lesionquant.api import quantify
-
-    for dcm in sorted((D.DATA / "tcia-covid19-ny-sbu-axial-slices").glob("*.dcm")):
-        for method in METHODS:
-            res = (_hybrid(dcm) if method == "hybrid"
-                   else quantify(dcm, Settings(method=method, device="cpu")))
-            out["tcia"].append({"slice": dcm.stem, "method": method,
-                                "lung_ml": res["lung_ml"], "lesion_pct": res["lesion_pct"],
-                                "ggo_pct": res["ggo_pct"],
-                                "consolidation_pct": res["consolidation_pct"]})
-            if figures is not None:
-                figures.mkdir(parents=True, exist_ok=True)
-                save_overlay(res, figures / f"{method}_tcia_{dcm.stem}.png",
-                             title=f"{method} {dcm.stem}: lesion {res['lesion_pct']:.1f} % "
-                                   f"(GGO {res['ggo_pct']:.1f}, cons. "
-                                   f"{res['consolidation_pct']:.1f}), lung "
-                                   f"{res['lung_ml']:.0f} mL")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "synthetic" if METHODS == ("model", "classical") else "synthetic_" + "_".join(METHODS)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
     for name, rows in out.items():
         print(f"\n### {name}\n\n{_table(rows)}", flush=True)
     return out
+
+
+def _settings(method: str):
+    from lesionquant.settings import Settings
+
+    if method == "hybrid":
+        return Settings(lung_method="classical", lesion_method="model", device="cpu")
+    return Settings(method=method, device="cpu")
+
+
+def _agg(rows: list[dict], key: str, fn) -> float:
+    vals = [float(r[key]) for r in rows if r.get(key) is not None]
+    return float(fn(vals)) if vals else float("nan")
+
+
+def acceptance_markdown(synth: dict) -> str:
+    """The issue-21 acceptance rows (model beside classical) from :func:`synthetic`'s
+    output (``synth``: its JSON, or the merged JSONs of one run per method)."""
+    methods = sorted({r["method"] for rows in synth.values() for r in rows})
+    lines = ["| experiment | group | method | n | abs lesion err pp mean / worst | lesion Dice "
+             "mean / worst | lung Dice mean / worst | true cons. in lung mask mean / worst |",
+             "|---|---|---|---|---|---|---|---|"]
+    for exp, gkey in (("families", "family"), ("insertion", "host")):
+        groups = sorted({r[gkey] for r in synth.get(exp, [])})
+        for g in groups:
+            for m in methods:
+                rows = [r for r in synth[exp] if r[gkey] == g and r["method"] == m]
+                if not rows:
+                    continue
+                err = [abs(float(r["lesion_err_pp"])) for r in rows]
+                lines.append(
+                    f"| {exp} | {g} | {m} | {len(rows)} | {np.mean(err):.2f} / {max(err):.2f} "
+                    f"| {_agg(rows, 'lesion_dice', np.mean):.3f} / "
+                    f"{_agg(rows, 'lesion_dice', np.min):.3f} "
+                    f"| {_agg(rows, 'lung_dice', np.mean):.3f} / "
+                    f"{_agg(rows, 'lung_dice', np.min):.3f} "
+                    f"| {_agg(rows, 'cons_in_lung', np.mean):.3f} / "
+                    f"{_agg(rows, 'cons_in_lung', np.min):.3f} |")
+    lines += ["", "| real CT without COVID-19 | " + " | ".join(methods) + " |",
+              "|---|" + "---|" * len(methods)]
+    for scan in dict.fromkeys(r["scan"] for r in synth.get("healthy", [])):
+        vals = {r["method"]: r["false_lesion_pct"] for r in synth["healthy"]
+                if r["scan"] == scan}
+        lines.append(f"| {scan} | " + " | ".join(f"{vals.get(m, float('nan')):.2f} %"
+                                                for m in methods) + " |")
+    lines += ["", "| sample scan | true % | " + " | ".join(f"{m} % (err pp)" for m in methods)
+              + " |", "|---|---|" + "---|" * len(methods)]
+    for case in dict.fromkeys(r["case"] for r in synth.get("samples", [])):
+        rows = {r["method"]: r for r in synth["samples"] if r["case"] == case}
+        first = next(iter(rows.values()))
+        lines.append(f"| {case} | {first['true_lesion_pct']:.2f} | " + " | ".join(
+            f"{rows[m]['lesion_pct']:.2f} ({rows[m]['lesion_err_pp']:+.2f})" if m in rows
+            else "" for m in methods) + " |")
+    lines += ["", "| TCIA slice | " + " | ".join(
+        f"{m} lung mL / lesion % / cons. % / lung:cage / check" for m in methods) + " |",
+        "|---|" + "---|" * len(methods)]
+    for sl in dict.fromkeys(r["slice"] for r in synth.get("tcia", [])):
+        rows = {r["method"]: r for r in synth["tcia"] if r["slice"] == sl}
+        lines.append(f"| {sl} | " + " | ".join(
+            f"{rows[m]['lung_ml']:.1f} / {rows[m]['lesion_pct']:.1f} / "
+            f"{rows[m]['consolidation_pct']:.1f} / {rows[m]['lung_to_cage']:.2f} / "
+            f"{rows[m]['check'] or '-'}" if m in rows else "" for m in methods) + " |")
+    return "\n".join(lines)
 
 
 def _table(rows: list[dict]) -> str:
@@ -277,21 +322,30 @@ def _table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["medseg", "synthetic"])
+    p.add_argument("what", choices=["medseg", "synthetic", "report"],
+                   help="report: the acceptance tables from models/results/synthetic*.json")
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
     p.add_argument("--figures", type=Path, default=None)
+    p.add_argument("--cases", type=int, default=2,
+                   help="synthetic: report and shifted cases each (phantoms, per host)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
         print(medseg_markdown(medseg(a.runs)))
+    elif a.what == "report":
+        merged: dict[str, list[dict]] = {}
+        for f in sorted(RESULTS.glob("synthetic*.json")):
+            for k, rows in json.loads(f.read_text()).items():
+                merged.setdefault(k, []).extend(rows)
+        print(acceptance_markdown(merged))
     else:
         global METHODS
         METHODS = tuple(a.methods.split(","))
-        synthetic(a.figures)
+        synthetic(a.figures, a.cases)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Export a training run's weights into the package (``lesionquant/segment/model/weights``).
 
-    python -m models.export models/runs/final --name lesionnet-v1
+    python -m models.export models/runs/final --name lesionnet-v2
 
 Writes ``<file>.pt`` (``{"config", "state_dict", "meta"}``, float32, loadable with
 ``torch.load(weights_only=True)``) and records its sha256 in ``registry.json``.
@@ -44,7 +44,7 @@ def export(run: Path, name: str, description: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--name", default="lesionnet-v1")
+    p.add_argument("--name", default="lesionnet-v2")
     p.add_argument("--description", default="2D U-Net (16 base channels, 4 levels, 1.5 mm), "
                    "MedSeg 65 slices + synthetic; see models/README.md")
     a = p.parse_args()

@@ -39,8 +39,8 @@ from models import data as D
 
 logger = logging.getLogger("models.train")
 
-#: HU window assumed for the MedSeg JPEGs: width, level.
-W0, L0 = D.MEDSEG_WINDOW
+#: Level (HU) the window augmentation scales about.
+L0 = D.MEDSEG_WINDOW[1]
 #: HU at or above which a lesion pixel is consolidation in the HU-band split.
 CONS_HU = -300.0
 
@@ -83,15 +83,13 @@ def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, 
 
 def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """Window, 8-bit, noise and kernel augmentation, HU in and out."""
-    if kind == "medseg":  # another guess of the JPEG's window
-        w = W0 * rng.uniform(0.8, 1.2)
-        lvl = L0 + rng.uniform(-100, 100)
-        hu = (hu - L0 + W0 / 2) * (w / W0) + lvl - w / 2
-    elif rng.random() < 0.5:  # an 8-bit lung-window image, read back with the fixed guess
-        w = rng.uniform(1200, 1800)
+    if kind == "medseg":  # the peak mapping is a guess too: level +-100 HU, width +-20 %
+        hu = (hu - L0) * rng.uniform(0.8, 1.2) + L0 + rng.uniform(-100, 100)
+    elif rng.random() < 0.5:  # an 8-bit lung-window image, read back with a window error
+        w = rng.uniform(1200, 2800)
         lvl = rng.uniform(-500, -250)
         g = np.round(np.clip((hu - lvl + w / 2) / w, 0, 1) * 255)
-        hu = g / 255 * W0 + L0 - W0 / 2
+        hu = (g / 255 * w + lvl - w / 2 - L0) * rng.uniform(0.9, 1.1) + L0 + rng.uniform(-50, 50)
     if rng.random() < 0.3:
         sig = rng.uniform(0.4, 1.0)
         blur = ndi.gaussian_filter(hu, sig)
@@ -207,7 +205,7 @@ def _save(path: Path, obj: dict) -> None:
 def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           medseg_per_batch: int = 5, synth_per_batch: int = 3, crop: int = 128,
           base: int = 16, lr: float = 2e-3, val_every: int = 100, ckpt_every: int = 25,
-          threads: int = 2, synth: list[D.Slice] | None = None,
+          threads: int = 2, generation: str = "all", synth: list[D.Slice] | None = None,
           medseg: list[D.Slice] | None = None, stop_after: int | None = None) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
@@ -222,7 +220,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     all_med = medseg if medseg is not None else D.load_medseg(ids)
     train_med = [s for s in all_med if s.name not in held]
     val_med = [s for s in all_med if s.name in held]
-    syn = synth if synth is not None else D.load_synthetic()
+    syn = synth if synth is not None else D.load_synthetic(generation)
     logger.info("fold %d: %d MedSeg train, %d held out, %d synthetic slices", fold,
                 len(train_med), len(val_med), len(syn))
     net = LesionNet(base=base)
@@ -242,7 +240,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         logger.info("resumed %s at step %d", run, start)
     meta = {"fold": fold, "k": k, "steps": steps, "seed": seed, "held_out": held,
             "medseg_per_batch": medseg_per_batch, "synth_per_batch": synth_per_batch,
-            "crop": crop, "base": base, "lr": lr, "n_synth": len(syn),
+            "crop": crop, "base": base, "lr": lr, "generation": generation,
+            "n_synth": len(syn),
             "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     net.train()
@@ -295,11 +294,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--ckpt-every", type=int, default=25)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--synthetic", choices=sorted(D.GENERATIONS), default="all",
+                   help="cached synthetic generation(s) to train on (models/data.py)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
           medseg_per_batch=a.medseg, synth_per_batch=a.synth, crop=a.crop, base=a.base,
-          lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads)
+          lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
+          generation=a.synthetic)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@
 
 The classical pipeline fails both (its lung mask stops at the aerated lung; its dependent
 density reads as GGO): those cases are strict xfails, the baseline the learned model must
-beat. When a method passes them, the xfail turns into a failure: remove the marker.
+beat. The learned model (``method="model"``, lesionnet-v2) keeps the consolidated lobes
+inside its lung mask (tested without a marker) but still calls hilar vessels and dependent
+density lesion on the control (a strict xfail). When a method passes a strict xfail, the
+xfail turns into a failure: remove the marker.
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ _BASELINE = pytest.mark.xfail(
 _BASELINE_FP = pytest.mark.xfail(
     strict=True, raises=AssertionError,
     reason="classical baseline: dependent density of the control reads as GGO (issue 20)")
+_MODEL_FP = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="lesionnet-v2 calls hilar vessels and dependent density of the control lesion "
+           "(10.9 % and 6.9 %; issue 21)")
 
 
-def _lung_and_cage(path):
+def _lung_and_cage(path, method="classical"):
     from lesionquant.api import quantify
     from lesionquant.segment import to_lps
 
-    res = quantify(path)
+    res = quantify(path, method=method, device="cpu")
     img = to_lps(res.scan.image)[0]
     lab = sitk.GetArrayFromImage(to_lps(res.labelmap)[0])
     lung = (lab >= 1) & (lab <= 4)
@@ -59,17 +66,23 @@ def test_rib_cage_bound_holds_on_near_normal_slices(chest_dir, name):
     assert lung_cm2 / cage >= LUNG_CAGE_MIN + 0.05
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_BASELINE) for n in TCIA_CONSOLIDATED])
-def test_consolidated_slices_keep_their_lung_area_loose_bound(chest_dir, name):
+@pytest.mark.parametrize(("method", "name"),
+                         [pytest.param("classical", n, marks=_BASELINE)
+                          for n in TCIA_CONSOLIDATED]
+                         + [("model", n) for n in TCIA_CONSOLIDATED])
+def test_consolidated_slices_keep_their_lung_area_loose_bound(chest_dir, method, name):
     """Lung area >= 0.30 x rib cage on the consolidated slices (a loose lower bound)."""
     _, lung_cm2, cage = _lung_and_cage(
-        chest_dir / "tcia-covid19-ny-sbu-axial-slices" / f"{name}.dcm")
+        chest_dir / "tcia-covid19-ny-sbu-axial-slices" / f"{name}.dcm", method)
     assert lung_cm2 >= LUNG_CAGE_MIN * cage
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_BASELINE_FP) for n in TCIA_CONTROL])
-def test_control_patient_false_lesion_within_1_pct(chest_dir, name):
-    res, _, _ = _lung_and_cage(chest_dir / "tcia-covid19-ny-sbu-axial-slices" / f"{name}.dcm")
+@pytest.mark.parametrize(("method", "name"),
+                         [pytest.param("classical", n, marks=_BASELINE_FP) for n in TCIA_CONTROL]
+                         + [pytest.param("model", n, marks=_MODEL_FP) for n in TCIA_CONTROL])
+def test_control_patient_false_lesion_within_1_pct(chest_dir, method, name):
+    res, _, _ = _lung_and_cage(chest_dir / "tcia-covid19-ny-sbu-axial-slices" / f"{name}.dcm",
+                               method)
     assert res["lesion_pct"] <= CONTROL_MAX_LESION_PCT
 
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 #: results.csv columns that describe the run, not the scan.
 RUN_COLUMNS = {"seconds"}
@@ -169,3 +171,20 @@ def settings_cache(client) -> dict[str, tuple[int, int]]:
         return ci.hits + ci.misses, ci.misses
 
     return client.run(info)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1, one per test module."""
+    pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
+                                              '(pip install -e ".[test]")')
+    with running_cluster(tmp_path_factory.mktemp("dask"), n_workers=2) as c:
+        yield c
+
+
+@pytest.fixture
+def client(cluster):
+    """A client of :func:`cluster`, closed after the test."""
+    c = cluster.client()
+    yield c
+    c.close()

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
                                           '(pip install -e ".[test]")')
 
+import _dask_cluster
 import pydicom
 from _dask_cluster import (
     HERE,
@@ -34,18 +35,9 @@ from _fakes import fake_compute, record_qa, slow_qa
 
 from lesionquant.batch import run_batch
 
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("dask"), n_workers=2) as c:
-        yield c
-
-
-@pytest.fixture
-def client(cluster):
-    c = cluster.client()
-    yield c
-    c.close()
+#: The Dask cluster and client fixtures (tests/batch/_dask_cluster.py).
+cluster = _dask_cluster.cluster
+client = _dask_cluster.client
 
 
 @pytest.fixture(scope="module")

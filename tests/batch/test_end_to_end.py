@@ -10,12 +10,22 @@ import os
 import shutil
 from pathlib import Path
 
+import _dask_cluster
 import pytest
 import SimpleITK as sitk
-from _dask_cluster import committed, equal_results, leftovers, running_cluster, settings_cache
+from _dask_cluster import (
+    committed,
+    equal_results,
+    leftovers,
+    settings_cache,
+)
 from _segcheck import assert_seg_matches, dciodvfy_errors
 
 from lesionquant.batch import run_batch
+
+#: The Dask cluster and client fixtures (tests/batch/_dask_cluster.py).
+cluster = _dask_cluster.cluster
+client = _dask_cluster.client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,22 +133,6 @@ def test_sample_patient_change_from_baseline(sample_batch):
     assert float(f["ggo_change_pp"]) == pytest.approx(true_ggo, abs=CHANGE_TOLERANCE_PP)
     # the other patients are their own baselines
     assert sum(r["is_baseline"] == "true" for r in ep) == len(visits)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1 (tests/batch/_dask_cluster.py)."""
-    pytest.importorskip("distributed", reason="the Dask tests need the dask extra "
-                                              '(pip install -e ".[test]")')
-    with running_cluster(tmp_path_factory.mktemp("dask"), n_workers=2) as c:
-        yield c
-
-
-@pytest.fixture
-def client(cluster):
-    c = cluster.client()
-    yield c
-    c.close()
 
 
 @pytest.mark.slow

@@ -184,3 +184,56 @@ def test_the_built_wheel_holds_the_weights(tmp_path):
         blob = z.read(f"lesionquant/segment/model/weights/{info['file']}")
     assert hashlib.sha256(blob).hexdigest() == info["sha256"] == weights_info()["sha256"]
     assert len(blob) < 20e6
+
+
+def test_only_the_body_box_goes_through_the_network(phantom):
+    """A wide field of view (the phantom padded with 40 mm of air on every side) gives the
+    same labels inside the phantom as the tight one, and background in the air."""
+    from lesionquant.segment.model._infer import body_box, predict_labels
+
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    sx, sy, _ = phantom.image.GetSpacing()
+    pad = 18  # 18 x 2.2 mm
+    wide = np.pad(hu, ((0, 0), (pad, pad), (pad, pad)), constant_values=-1024.0)
+    rows, cols = body_box(wide, (sy, sx))
+    assert rows.start > 0 and cols.start > 0  # the air around is cut off
+    assert rows.stop < wide.shape[1] and cols.stop < wide.shape[2]
+    net = load_model("cpu").net
+    lung_w, les_w = predict_labels(net, wide, (sy, sx))
+    lung_t, les_t = predict_labels(net, hu, (sy, sx))
+    inner = (slice(None), slice(pad, -pad), slice(pad, -pad))
+    assert _dice(lung_w[inner] > 0, lung_t > 0) > 0.99
+    assert _dice(les_w[inner] > 0, les_t > 0) > 0.95
+    ring = np.ones(wide.shape, bool)
+    ring[inner] = False
+    assert not lung_w[ring].any() and not les_w[ring].any()
+    # nothing dense at all: the whole slice is run
+    assert body_box(np.full((2, 8, 8), -1000.0), (1.0, 1.0)) == (slice(None), slice(None))
+
+
+def test_lung_outside_the_rib_cage_is_dropped_consolidation_inside_kept():
+    """A drawn chest: two aerated lungs inside a ring of ribs, a consolidated (dense)
+    posterior part of the right lung inside the ribs, and a strip of fat beside the ribs
+    that the lung head called lung. The guard drops the strip and keeps the rest."""
+    z, n, mm = 6, 160, 2.0
+    yy, xx = np.mgrid[:n, :n]
+    hu = np.full((n, n), 40.0)  # soft tissue
+    body = ((yy - 80) / 70.0) ** 2 + ((xx - 80) / 75.0) ** 2 <= 1
+    hu[~body] = -1000.0
+    ring = (((yy - 80) / 55.0) ** 2 + ((xx - 80) / 62.0) ** 2 <= 1) & (
+        ((yy - 80) / 51.0) ** 2 + ((xx - 80) / 58.0) ** 2 > 1)
+    ribs = ring & ((np.arctan2(yy - 80, xx - 80) * 8 / np.pi) % 2 < 0.8)
+    hu[ribs] = 700.0
+    right = ((yy - 80) / 42.0) ** 2 + ((xx - 52) / 22.0) ** 2 <= 1
+    left = ((yy - 80) / 42.0) ** 2 + ((xx - 108) / 22.0) ** 2 <= 1
+    hu[right | left] = -850.0
+    consolidated = right & (yy > 100)
+    hu[consolidated] = 30.0
+    strip = (np.abs(xx - 12) <= 3) & (np.abs(yy - 80) <= 20) & body  # fat beside the ribs
+    hu[strip] = -100.0
+    lung_head = (right | left | strip).astype(np.uint8)
+    sides = _stages._lung_sides(np.repeat(lung_head[None], z, 0), np.repeat(hu[None], z, 0),
+                                (5.0, mm, mm))
+    assert not sides[:, strip].any()
+    assert (sides[:, consolidated] == 1).all() and (sides[:, right] == 1).mean() > 0.99
+    assert (sides[:, left] == 2).mean() > 0.99

@@ -37,6 +37,18 @@ logger = logging.getLogger(__name__)
 MIN_PART_FRACTION = 0.02
 #: Grid on which the lung parts and sides are found, mm (as the classical work grid).
 SIDE_GRID_MM = 2.0
+#: The rib-cage guard of the lung head (:func:`_inside_cage`): the lungs are the parts
+#: of the lung head's mask holding at least ``CAGE_MIN_PART`` of the most aerated part's
+#: aerated voxels (below ``AERATED_HU``); bone is above ``CAGE_BONE_HU`` and counts for
+#: the cage within ``CAGE_NEAR_MM`` (3D) of those lungs (ribs, spine and sternum; not
+#: the arms).
+AERATED_HU = -500.0
+CAGE_MIN_PART = 0.1
+CAGE_BONE_HU = 300.0
+CAGE_NEAR_MM = 25.0
+#: Slices with fewer cage-bone pixels (on the side grid) than this are not guarded.
+CAGE_MIN_BONE_PX = 20
+
 #: Slices per forward pass: memory is about 60 MB per 512 x 512 slice on the CPU.
 BATCH_SLICES = 8
 
@@ -119,6 +131,28 @@ def model_labels(image: sitk.Image, device: str = "cpu",
     return _back(lung, upright, image), _back(lesion, upright, image), sha
 
 
+def _inside_cage(mask: np.ndarray, hu: np.ndarray,
+                 spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Where lung may be: per axial slice, the convex hull of the aerated parts of ``mask``
+    and the bone near them (see :data:`CAGE_NEAR_MM`); everywhere on slices without such
+    bone. A part of soft tissue the network took for lung outside the ribs (axillary
+    fat) falls outside; a consolidated dependent lobe joined to its aerated lung lies
+    inside the ribs."""
+    from lesionquant._hull import slice_hulls
+
+    lab, n = ndi.label(mask)
+    air = np.bincount(lab.ravel(), weights=(hu < AERATED_HU).ravel(), minlength=n + 1)
+    air[0] = 0
+    if air.max() <= 0:
+        return np.ones(mask.shape, bool)
+    lungs = (air >= CAGE_MIN_PART * air.max())[lab]
+    near = ndi.distance_transform_edt(~lungs, sampling=spacing_zyx) <= CAGE_NEAR_MM
+    bone = near & (hu > CAGE_BONE_HU)
+    guarded = bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX
+    hull = slice_hulls(bone | lungs, min_count=1)
+    return hull | ~guarded[:, None, None]
+
+
 def _lung_sides(lung: np.ndarray, hu: np.ndarray,
                 spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """Network lung mask (either side) -> 1 right / 2 left, small parts dropped.
@@ -128,13 +162,17 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     where the network's own side channel hesitates near the anterior junction. The parts
     and sides are found on a grid of about :data:`SIDE_GRID_MM` (every n-th voxel), and
     every voxel takes the side of its nearest coarse lung voxel: bounded time and memory
-    on a 512 x 512 x 300 scan."""
+    on a 512 x 512 x 300 scan. Lung outside the rib cage (:func:`_inside_cage`) is
+    dropped first."""
     from lesionquant.segment.classical._split import SplitConfig, split_sides
 
     mask = lung > 0
     step = tuple(max(1, int(SIDE_GRID_MM // v)) for v in spacing_zyx)
     sub = tuple(slice(None, None, k) for k in step)
+    sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
     coarse = mask[sub]
+    outside = coarse & ~_inside_cage(coarse, hu[sub], sp)
+    coarse = coarse & ~outside
     lab, n = ndi.label(coarse)
     if n == 0:
         return np.zeros(lung.shape, np.uint8)
@@ -142,12 +180,12 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     sizes[0] = 0
     keep = sizes >= MIN_PART_FRACTION * sizes.max()
     kept = keep[lab]
-    sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
     sides = split_sides(lab, keep, kept, hu[sub] > -500, sp, SplitConfig())
-    near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_distances=False,
-                                      return_indices=True)
+    dist, near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_indices=True)
     sides_all = sides[tuple(near)]
-    sides_all[coarse & ~kept] = 0  # dropped parts
+    # dropped parts, outside the rib cage, and (for the fine voxels between the coarse
+    # ones) farther than a coarse voxel from kept lung
+    sides_all[(coarse & ~kept) | outside | (dist > 1.5 * max(sp))] = 0
     idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
            for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
     return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)
@@ -196,23 +234,18 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     """
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
+    from lesionquant.segment._common import assemble, drop_small, split_by_hu
+    from lesionquant.segment.labels import Label
+
     s = settings or Settings()
     _, lesion_cls, _ = model_labels(image, device)
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
     lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
-    lesion = (lesion_cls > 0) & (lung > 0)
-    if lesion.any() and s.min_lesion_volume_ml > 0:
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        lab, _ = ndi.label(lesion)
-        sizes = np.bincount(lab.ravel()) * voxel_ml
-        sizes[0] = 0
-        lesion = (sizes >= s.min_lesion_volume_ml)[lab] & lesion
+    lesion = drop_small((lesion_cls > 0) & (lung > 0),
+                        float(np.prod(image.GetSpacing())) / 1000.0, s.min_lesion_volume_ml)
     if classes == "hu":
-        hu = sitk.GetArrayViewFromImage(image)
-        cons = lesion & (hu >= s.consolidation_hu[0])
-    else:
-        cons = lesion & (lesion_cls == 2)
-    out = lung.copy()
-    out[lesion] = 3
-    out[cons] = 4
-    return _like(out, image)
+        cls = split_by_hu(lesion, sitk.GetArrayViewFromImage(image), s)
+    else:  # the network's class, as Label values
+        learned = np.where(lesion_cls == 2, Label.CONSOLIDATION, Label.GGO)
+        cls = np.where(lesion, learned, 0).astype(np.uint8)
+    return _like(assemble(lung, cls), image)
