@@ -346,12 +346,18 @@ def _value_pools(rng: np.random.Generator) -> dict[str, list[object]]:
     }
 
 
+class Hang(BaseException):
+    """The load did not answer in time. A BaseException, so that no ``except Exception``
+    inside the loader can turn the alarm into a typed error (a slow load on a busy
+    machine would then change the tally instead of failing as a hang)."""
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError after ``seconds`` (SIGALRM interrupts a blocking open())."""
+    """Raise :class:`Hang` after ``seconds`` (SIGALRM interrupts a blocking open())."""
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {seconds:g} s")
+        raise Hang(f"no answer within {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -367,7 +373,7 @@ def _load(path: Path, allow: bool) -> tuple[str, str, object]:
         with _time_limit(TIMEOUT_S), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return "loaded", "", load_scan(path, allow_incomplete=allow)
-    except TimeoutError as exc:
+    except Hang as exc:
         return "timeout", str(exc), None
     except LesionQuantError as exc:
         return "error", str(exc), None
