@@ -237,3 +237,18 @@ def test_lung_outside_the_rib_cage_is_dropped_consolidation_inside_kept():
     assert not sides[:, strip].any()
     assert (sides[:, consolidated] == 1).all() and (sides[:, right] == 1).mean() > 0.99
     assert (sides[:, left] == 2).mean() > 0.99
+
+
+def test_label_argmax_equals_torch_argmax_ties_included():
+    """The comparison argmax of the inference equals ``torch.argmax`` (ties to the lower
+    class), so labels are what the network's most probable class says."""
+    from lesionquant.segment.model._infer import _argmax3
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, 32, 32, generator=g)
+    x[:, 1, :6] = x[:, 0, :6]  # ties between 0 and 1
+    x[:, 2, 6:12] = torch.maximum(x[:, 0, 6:12], x[:, 1, 6:12])  # ties with the best
+    got = _argmax3(x)
+    assert got.dtype == np.uint8
+    assert (got == x.argmax(1).numpy()).all()
+    assert set(np.unique(got)) == {0, 1, 2}
