@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lesionquant.evaluate import MEDSEG_SPACING_MM
 from lesionquant.segment.model import SPACING_MM
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ if not DATA.is_dir() and Path("/work/shared/data/chest").is_dir():  # git worktr
 MEDSEG = DATA / "medseg-covid-2d-ggo-consolidation"
 UNLABELLED = DATA / "covid-ct-seg-unlabeled-slices"
 CACHE = REPO / "models" / "cache"
-#: Assumed MedSeg pixel size, mm (as lesionquant.evaluate.MEDSEG_SPACING_MM).
-MEDSEG_MM = 0.7
+#: Assumed MedSeg pixel size, mm.
+MEDSEG_MM = MEDSEG_SPACING_MM
 UNKNOWN = 255
 
 #: Real hosts lesions are inserted into for training (the other real chest CTs, the
@@ -79,37 +80,23 @@ def folds(ids: list[str], k: int = 5) -> list[list[str]]:
     return [list(b) for b in np.array_split(np.array(sorted(ids)), k)]
 
 
-#: Centre of the lung window (width, level HU) the window augmentation scales about.
-MEDSEG_WINDOW = (1500.0, -350.0)
-
-
-def jpeg_hu(path: Path) -> np.ndarray:
-    """An 8-bit lung-window JPEG as HU by its own tissue peaks (not turned)."""
-    from PIL import Image
-
-    from lesionquant._jpeg_hu import jpeg_to_hu
-
-    with Image.open(path) as im:
-        gray = np.asarray(im.convert("L"), dtype=np.float32)
-    return jpeg_to_hu(gray).apply(gray)
-
-
-def medseg_hu(sid: str) -> np.ndarray:
-    """MedSeg slice ``sid`` as upright HU, mapped by its own peaks (as evaluate does)."""
-    from lesionquant.evaluate import _medseg_upright
-
-    return _medseg_upright(jpeg_hu(MEDSEG / "images" / f"{sid}.jpg")).astype(np.float32)
 
 
 def medseg_image(sid: str) -> sitk.Image:
-    """:func:`medseg_hu` as a one-slice image at :data:`MEDSEG_MM` pixels (1 mm slice)."""
-    img = sitk.GetImageFromArray(medseg_hu(sid)[None])
-    img.SetSpacing((MEDSEG_MM, MEDSEG_MM, 1.0))
-    return img
+    """MedSeg slice ``sid`` as a one-slice upright HU image mapped by its own peaks:
+    :func:`lesionquant.evaluate.medseg_image`, so training and evaluation read the same HU."""
+    from lesionquant.evaluate import medseg_image as _image
+
+    return _image(MEDSEG / "images" / f"{sid}.jpg")
+
+
+def medseg_hu(sid: str) -> np.ndarray:
+    """:func:`medseg_image` as a 2D float32 array (rows anterior to posterior)."""
+    return sitk.GetArrayFromImage(medseg_image(sid))[0]
 
 
 def load_medseg(ids: list[str] | None = None) -> list[Slice]:
-    """MedSeg slices as upright HU (fixed window) with expert lesion classes."""
+    """MedSeg slices as upright HU (per-slice peaks) with expert lesion classes."""
     from PIL import Image
 
     from lesionquant.evaluate import _medseg_upright
@@ -119,7 +106,7 @@ def load_medseg(ids: list[str] | None = None) -> list[Slice]:
         hu = medseg_hu(sid)
         with Image.open(MEDSEG / "masks" / f"{sid}.png") as im:
             les = _medseg_upright(np.asarray(im)).astype(np.uint8)
-        out.append(Slice(sid, hu.astype(np.float32), np.full(les.shape, UNKNOWN, np.uint8),
+        out.append(Slice(sid, hu, np.full(les.shape, UNKNOWN, np.uint8),
                          les, MEDSEG_MM, "medseg"))
     return out
 

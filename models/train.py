@@ -39,8 +39,8 @@ from models import data as D
 
 logger = logging.getLogger("models.train")
 
-#: Level (HU) the window augmentation scales about.
-L0 = D.MEDSEG_WINDOW[1]
+#: Level (HU) the window augmentation scales about (the lung window's, L-350).
+L0 = -350.0
 #: HU at or above which a lesion pixel is consolidation in the HU-band split.
 CONS_HU = -300.0
 

@@ -33,7 +33,7 @@ def body_box(hu: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[slice, sl
     """Rows and columns of the box around everything denser than :data:`BODY_HU` on any
     slice of ``hu`` (Z, Y, X), widened by :data:`BODY_MARGIN_MM`; the whole slice when
     nothing is that dense."""
-    dense = (hu > BODY_HU).any(axis=0)
+    dense = hu.max(axis=0) > BODY_HU  # no full-size temporary
     if not dense.any():
         return slice(None), slice(None)
     out = []

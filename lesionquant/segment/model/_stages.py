@@ -25,7 +25,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from lesionquant._hull import slice_hulls
+from lesionquant.segment._common import assemble, drop_small, split_by_hu
 from lesionquant.segment._settings import Settings
+from lesionquant.segment.labels import Label
 
 __all__ = ["MIN_PART_FRACTION", "lesion_mask_model", "model_labels", "segment_lesions_model",
            "segment_lungs_model"]
@@ -138,8 +141,6 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
     bone. A part of soft tissue the network took for lung outside the ribs (axillary
     fat) falls outside; a consolidated dependent lobe joined to its aerated lung lies
     inside the ribs."""
-    from lesionquant._hull import slice_hulls
-
     lab, n = ndi.label(mask)
     air = np.bincount(lab.ravel(), weights=(hu < AERATED_HU).ravel(), minlength=n + 1)
     air[0] = 0
@@ -148,9 +149,8 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
     lungs = (air >= CAGE_MIN_PART * air.max())[lab]
     near = ndi.distance_transform_edt(~lungs, sampling=spacing_zyx) <= CAGE_NEAR_MM
     bone = near & (hu > CAGE_BONE_HU)
-    guarded = bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX
-    hull = slice_hulls(bone | lungs, min_count=1)
-    return hull | ~guarded[:, None, None]
+    guarded = (bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX)[:, None, None]
+    return slice_hulls((bone | lungs) & guarded, min_count=1) | ~guarded
 
 
 def _lung_sides(lung: np.ndarray, hu: np.ndarray,
@@ -234,9 +234,6 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     """
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
-    from lesionquant.segment._common import assemble, drop_small, split_by_hu
-    from lesionquant.segment.labels import Label
-
     s = settings or Settings()
     _, lesion_cls, _ = model_labels(image, device)
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
