@@ -122,8 +122,10 @@ def _resample_inplane(img: sitk.Image, mm: float, *, labels: bool) -> sitk.Image
     return sitk.Resample(img, ref, sitk.Transform(), interp, -1024.0 if not labels else 0.0)
 
 
-def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) -> None:
-    """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices."""
+def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int,
+                 min_lung_px: int = 200) -> None:
+    """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices
+    (every ``step``-th slice with more than ``min_lung_px`` lung pixels; ``-1``: all)."""
     from lesionquant.segment import lesion_sides
 
     image = sitk.DICOMOrient(image, "LPS")
@@ -134,7 +136,7 @@ def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) ->
     lab = np.where(lab >= 5, 0, lab).astype(np.uint8)  # airway, effusion: not lung
     side = lesion_sides(lab)
     lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
-    keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > 200]
+    keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > min_lung_px]
     if not keep:
         return
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -223,8 +225,40 @@ def build_synthetic_v2(n_phantoms: int = 12, n_insert: int = 12) -> None:
             _save_volume(name, ins.image, sitk.GetArrayFromImage(ins.labels), step=1)
 
 
-#: The cached synthetic generations by name (glob patterns under :data:`CACHE`).
-GENERATIONS = {"v1": ("*.npz",), "v2": ("v2/*.npz",), "all": ("*.npz", "v2/*.npz")}
+#: Real CT without lesions for training (lesion label 0 everywhere): lung bases and
+#: upper abdomen (bowel and stomach gas, air between the back and the table are not lung)
+#: with TotalSegmentator's lung lobes as lung labels, and the two training hosts
+#: unchanged with their classical lungs. None of these is a reported case.
+REAL_NEGATIVES = ("totalseg-abdomen-ct-no-lungs/ct_small_30slices.nii.gz",)
+#: TotalSegmentator v2 lobe ids: right lung (upper, middle, lower), left lung (upper, lower).
+TS_RIGHT, TS_LEFT = (12, 13, 14), (10, 11)
+
+
+def build_real_negatives() -> None:
+    """Cache the real lesion-free training slices of :data:`REAL_NEGATIVES` and
+    :data:`TRAIN_HOSTS` under ``CACHE / "real"`` (every slice, with or without lung)."""
+    from lesionquant.io import load_scan
+
+    (CACHE / "real").mkdir(parents=True, exist_ok=True)
+    ts = DATA / "totalseg-abdomen-ct-no-lungs"
+    name = "real/totalseg_small"
+    if not (CACHE / f"{name}.npz").exists():
+        image = sitk.DICOMOrient(load_scan(DATA / REAL_NEGATIVES[0]).image, "LPS")
+        lobes = sitk.DICOMOrient(
+            sitk.ReadImage(str(ts / "totalseg_model_labels_for_ct_small.nii.gz")), "LPS")
+        lab = sitk.GetArrayFromImage(lobes)
+        sides = np.where(np.isin(lab, TS_RIGHT), 1, np.where(np.isin(lab, TS_LEFT), 2, 0))
+        _save_volume(name, image, sides, step=1, min_lung_px=-1)
+    for rel, image, lungs in _train_hosts():
+        name = f"real/host_{rel.split('/')[0]}"
+        if not (CACHE / f"{name}.npz").exists():
+            _save_volume(name, image, sitk.GetArrayFromImage(lungs), step=1)
+
+
+#: The cached synthetic generations by name (glob patterns under :data:`CACHE`); "real"
+#: holds the real lesion-free slices of :func:`build_real_negatives`.
+GENERATIONS = {"v1": ("*.npz",), "v2": ("v2/*.npz",), "all": ("*.npz", "v2/*.npz"),
+               "real": ("real/*.npz",)}
 
 
 def load_synthetic(generation: str = "all") -> list[Slice]:
@@ -244,3 +278,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     build_synthetic()
     build_synthetic_v2()
+    build_real_negatives()

@@ -82,8 +82,9 @@ def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> di
     return res
 
 
-def medseg(runs: Path, k: int = 5) -> dict:
-    """The cross-validated MedSeg table (see the module docstring)."""
+def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
+    """The cross-validated MedSeg table (see the module docstring); the fold runs are
+    ``runs / f"{prefix}fold{k}"``."""
     from lesionquant.api import quantify
     from lesionquant.errors import LesionQuantError
     from lesionquant.settings import Settings
@@ -93,10 +94,10 @@ def medseg(runs: Path, k: int = 5) -> dict:
     slices = {s.name: s for s in D.load_medseg(ids)}
     rows = []
     for f in range(k):
-        if not (runs / f"fold{f}" / "val.json").exists():  # a fold not (fully) trained
+        if not (runs / f"{prefix}fold{f}" / "val.json").exists():  # not (fully) trained
             logger.warning("fold %d: no finished run in %s, left out", f, runs)
             continue
-        net = _load_run(runs / f"fold{f}")
+        net = _load_run(runs / f"{prefix}fold{f}")
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             lung, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
@@ -122,7 +123,8 @@ def medseg(runs: Path, k: int = 5) -> dict:
     out = {"summary": _score(rows, variants, fold_of), "rows": rows,
            "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"medseg_cv_{runs.name}.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"medseg_cv_{runs.name}{'_' + prefix.rstrip('_') if prefix else ''}.json"
+     ).write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -327,6 +329,8 @@ def main() -> None:
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
+    p.add_argument("--prefix", default="",
+                   help="medseg: fold runs are <runs>/<prefix>fold<k> (p2_: second phase)")
     p.add_argument("--figures", type=Path, default=None)
     p.add_argument("--cases", type=int, default=2,
                    help="synthetic: report and shifted cases each (phantoms, per host)")
@@ -335,12 +339,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
-        print(medseg_markdown(medseg(a.runs)))
+        print(medseg_markdown(medseg(a.runs, prefix=a.prefix)))
     elif a.what == "report":
+        # synthetic.json holds both methods; a synthetic_<methods>.json written later (one
+        # method measured again, e.g. new weights) replaces those methods' rows
         merged: dict[str, list[dict]] = {}
-        for f in sorted(RESULTS.glob("synthetic*.json")):
-            for k, rows in json.loads(f.read_text()).items():
-                merged.setdefault(k, []).extend(rows)
+        files = sorted(RESULTS.glob("synthetic*.json"), key=lambda f: f.stat().st_mtime)
+        for f in files:
+            part = json.loads(f.read_text())
+            again = {r["method"] for rows in part.values() for r in rows}
+            for k, rows in part.items():
+                merged[k] = [r for r in merged.get(k, []) if r["method"] not in again] + rows
         print(acceptance_markdown(merged))
     else:
         global METHODS

@@ -51,7 +51,7 @@ def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, 
     ang = np.deg2rad(rng.uniform(-15, 15))
     scale = rng.uniform(0.85, 1.15)
     step = SPACING_MM * scale / s.mm  # input pixels per output pixel
-    lab = s.lung if s.kind == "synth" else (s.lesion > 0).astype(np.uint8)
+    lab = s.lung if s.kind != "medseg" else (s.lesion > 0).astype(np.uint8)
     pts = np.argwhere(lab > 0)
     if len(pts) and rng.random() < 0.8:
         cy, cx = pts[rng.integers(len(pts))]
@@ -81,8 +81,16 @@ def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, 
     return hu, lung, lesion
 
 
-def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Window, 8-bit, noise and kernel augmentation, HU in and out."""
+def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator,
+               coarse: float = 0.0) -> np.ndarray:
+    """Window, 8-bit, noise and kernel augmentation, HU in and out; with probability
+    ``coarse`` the slice is first made coarse (pixels of 2.25-4.5 mm, as a downsampled
+    scan's, resampled back to 1.5 mm)."""
+    if coarse > 0 and rng.random() < coarse:
+        f = rng.uniform(1.5, 3.0)
+        small = ndi.zoom(hu, 1 / f, order=1, mode="nearest")
+        hu = ndi.zoom(small, np.array(hu.shape) / np.array(small.shape), order=1,
+                      mode="nearest")
     if kind == "medseg":  # the peak mapping is a guess too: level +-100 HU, width +-20 %
         hu = (hu - L0) * rng.uniform(0.8, 1.2) + L0 + rng.uniform(-100, 100)
     elif rng.random() < 0.5:  # an 8-bit lung-window image, read back with a window error
@@ -100,15 +108,22 @@ def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
 
 
 def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
-               crop: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop)."""
+               crop: int, rng: np.random.Generator, real: list[D.Slice] | None = None,
+               n_real: int = 0, coarse: float = 0.0) -> tuple[torch.Tensor, ...]:
+    """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop).
+
+    ``n_real`` slices come from ``real`` (real CT without lesions); ``coarse`` is the
+    probability of the coarse-pixel augmentation of :func:`_intensity`. With neither, the
+    random draws are those of the first training phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
     if synth:
         items += [synth[i] for i in rng.integers(len(synth), size=n_syn)]
+    if real and n_real:
+        items += [real[i] for i in rng.integers(len(real), size=n_real)]
     xs, lungs, lesions = [], [], []
     for s in items:
         hu, lung, lesion = _warp(s, rng, crop)
-        xs.append(_intensity(hu, s.kind, rng))
+        xs.append(_intensity(hu, s.kind, rng, coarse))
         lungs.append(lung)
         lesions.append(lesion)
     x = normalise_hu(torch.from_numpy(np.stack(xs))[:, None])
@@ -206,11 +221,16 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           medseg_per_batch: int = 5, synth_per_batch: int = 3, crop: int = 128,
           base: int = 16, lr: float = 2e-3, val_every: int = 100, ckpt_every: int = 25,
           threads: int = 2, generation: str = "all", synth: list[D.Slice] | None = None,
-          medseg: list[D.Slice] | None = None, stop_after: int | None = None) -> LesionNet:
+          medseg: list[D.Slice] | None = None, stop_after: int | None = None,
+          real_per_batch: int = 0, real: list[D.Slice] | None = None, coarse: float = 0.0,
+          init: Path | None = None) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
-    ``synth`` / ``medseg`` replace the data of :mod:`models.data` (tests); ``stop_after``
-    stops after that many steps as an interruption would (after its checkpoint).
+    ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
+    ``stop_after`` stops after that many steps as an interruption would (after its
+    checkpoint). ``init``: start from the weights of this checkpoint (a second phase;
+    optimizer and schedule start afresh), ``real_per_batch`` real lesion-free slices a
+    step, ``coarse`` the probability of the coarse-pixel augmentation.
     """
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -223,7 +243,11 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     syn = synth if synth is not None else D.load_synthetic(generation)
     logger.info("fold %d: %d MedSeg train, %d held out, %d synthetic slices", fold,
                 len(train_med), len(val_med), len(syn))
+    real_sl = (real if real is not None else D.load_synthetic("real")) if real_per_batch else []
     net = LesionNet(base=base)
+    if init is not None:
+        net.load_state_dict(torch.load(init, weights_only=True)["model"])
+        logger.info("initialised from %s", init)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warm = min(20, steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -241,7 +265,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     meta = {"fold": fold, "k": k, "steps": steps, "seed": seed, "held_out": held,
             "medseg_per_batch": medseg_per_batch, "synth_per_batch": synth_per_batch,
             "crop": crop, "base": base, "lr": lr, "generation": generation,
-            "n_synth": len(syn),
+            "n_synth": len(syn), "real_per_batch": real_per_batch, "n_real": len(real_sl),
+            "coarse": coarse, "init": str(init) if init else None,
             "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     net.train()
@@ -251,7 +276,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         rng = np.random.default_rng([seed, i])
         torch.manual_seed(seed * 1_000_003 + i)
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
-                                     crop, rng)
+                                     crop, rng, real_sl, real_per_batch, coarse)
         a, b = net(x)
         loss = loss_fn(a, b, lung, lesion)
         opt.zero_grad(set_to_none=True)
@@ -296,12 +321,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--synthetic", choices=sorted(D.GENERATIONS), default="all",
                    help="cached synthetic generation(s) to train on (models/data.py)")
+    p.add_argument("--real", type=int, default=0,
+                   help="real lesion-free slices per batch (models/data.py REAL_NEGATIVES)")
+    p.add_argument("--coarse", type=float, default=0.0,
+                   help="probability of the coarse-pixel augmentation (2.25-4.5 mm)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (second phase)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
           medseg_per_batch=a.medseg, synth_per_batch=a.synth, crop=a.crop, base=a.base,
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
-          generation=a.synthetic)
+          generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init)
 
 
 if __name__ == "__main__":
