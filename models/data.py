@@ -66,7 +66,7 @@ class Slice:
     lung: np.ndarray
     lesion: np.ndarray
     mm: float
-    kind: str  # "medseg" | "synth"
+    kind: str  # "medseg" | "synth" | "unlabelled" (pseudo labels: as "medseg")
 
 
 def medseg_ids() -> list[str]:
@@ -108,6 +108,55 @@ def load_medseg(ids: list[str] | None = None) -> list[Slice]:
             les = _medseg_upright(np.asarray(im)).astype(np.uint8)
         out.append(Slice(sid, hu, np.full(les.shape, UNKNOWN, np.uint8),
                          les, MEDSEG_MM, "medseg"))
+    return out
+
+
+def _unlabelled_volumes() -> dict[str, list[Path]]:
+    """The unlabelled slices of :data:`UNLABELLED` by volume, in file-name order."""
+    import re
+
+    vols: dict[str, list[Path]] = {}
+    for f in sorted((UNLABELLED / "images").glob("*.jpg")):
+        m = re.match(r"(.*)_(\d+)\.jpg$", f.name)
+        if m:
+            vols.setdefault(m.group(1), []).append(f)
+    return vols
+
+
+def load_unlabelled(volumes: list[str] | None = None) -> list[Slice]:
+    """The 1600 unlabelled COVID-19 slices (20 volumes) as upright HU, no labels.
+
+    The JPEGs of one volume share one window, so the gray-to-HU map is the volume's: the
+    medians of its slices' lung and soft-tissue peaks (:func:`lesionquant._jpeg_hu.
+    jpeg_to_hu`) mapped to -860 and 40 HU (a slice alone falls back to W1500 in a third of
+    the coronacases slices, whose window is about W2600-W3200). Orientation: the
+    Radiopaedia volumes are stored as the MedSeg slices (turned clockwise to upright),
+    the coronacases volumes the other way round (turned counter-clockwise); looked at,
+    one slice of every volume. Pixels 0.7 mm assumed, as for MedSeg. Licence CC BY-NC-SA
+    4.0 (see the model card).
+    """
+    from PIL import Image
+
+    from lesionquant._jpeg_hu import LUNG_HU, SOFT_TISSUE_HU, jpeg_to_hu
+
+    out = []
+    for vol, files in _unlabelled_volumes().items():
+        if volumes is not None and vol not in volumes:
+            continue
+        grays = []
+        for f in files:
+            with Image.open(f) as im:
+                grays.append(np.asarray(im.convert("L"), dtype=np.float32))
+        maps = [jpeg_to_hu(g) for g in grays]
+        lung = float(np.median([m.lung_gray for m in maps]))
+        soft = float(np.median([m.soft_gray for m in maps]))
+        slope = (SOFT_TISSUE_HU - LUNG_HU) / max(soft - lung, 1.0)
+        k = 1 if vol.startswith("coronacases") else -1
+        for f, g in zip(files, grays, strict=True):
+            hu = np.ascontiguousarray(np.rot90(g * slope + (SOFT_TISSUE_HU - slope * soft), k))
+            unk = np.full(hu.shape, UNKNOWN, np.uint8)
+            out.append(Slice(f.stem, hu.astype(np.float32), unk, unk.copy(), MEDSEG_MM,
+                             "unlabelled"))
     return out
 
 
