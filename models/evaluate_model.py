@@ -252,6 +252,8 @@ def _settings(method: str):
 
     if method == "hybrid":
         return Settings(lung_method="classical", lesion_method="model", device="cpu")
+    if method == "model_lungs":  # the model's lungs, the classical HU-band lesions
+        return Settings(lung_method="model", lesion_method="classical", device="cpu")
     return Settings(method=method, device="cpu")
 
 
@@ -327,7 +329,9 @@ def main() -> None:
     p.add_argument("what", choices=["medseg", "synthetic", "report"],
                    help="report: the acceptance tables from models/results/synthetic*.json")
     p.add_argument("--methods", default="model,classical",
-                   help="synthetic: comma-separated, of model, classical, hybrid")
+                   help="synthetic: comma-separated, of model, classical, hybrid "
+                   "(classical lungs, model lesions), model_lungs (model lungs, classical "
+                   "lesions)")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
     p.add_argument("--prefix", default="",
                    help="medseg: fold runs are <runs>/<prefix>fold<k> (p2_: second phase)")
