@@ -215,8 +215,10 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     where the network's own side channel hesitates near the anterior junction. The parts
     and sides are found on a grid of about :data:`SIDE_GRID_MM` (every n-th voxel), and
     every voxel takes the side of its nearest coarse lung voxel: bounded time and memory
-    on a 512 x 512 x 300 scan. Lung outside the rib cage (:func:`_inside_cage`) is
-    dropped first, then gas and outside air (:func:`_air_parts`)."""
+    on a 512 x 512 x 300 scan. Gas and outside air (:func:`_air_parts`) are dropped
+    first, then lung outside the rib cage of what is left (:func:`_inside_cage`: outside
+    air no longer widens the cage), then parts below :data:`MIN_PART_FRACTION` of the
+    largest."""
     from lesionquant.segment.classical._split import SplitConfig, split_sides
 
     mask = lung > 0
@@ -224,20 +226,21 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     sub = tuple(slice(None, None, k) for k in step)
     sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
     coarse = mask[sub]
-    outside = coarse & ~_inside_cage(coarse, hu[sub], sp)
-    coarse = coarse & ~outside
     kept = _air_parts(coarse, hu, step, sp)
-    if not kept.any():
-        return np.zeros(lung.shape, np.uint8)
+    kept &= _inside_cage(kept, hu[sub], sp)
     lab, n = ndi.label(kept)
-    keep = np.ones(n + 1, bool)
-    keep[0] = False
+    if n == 0:
+        return np.zeros(lung.shape, np.uint8)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    keep = sizes >= MIN_PART_FRACTION * sizes.max()
+    kept = keep[lab]
     sides = split_sides(lab, keep, kept, hu[sub] > -500, sp, SplitConfig())
     dist, near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_indices=True)
     sides_all = sides[tuple(near)]
-    # dropped parts, outside the rib cage, and (for the fine voxels between the coarse
-    # ones) farther than a coarse voxel from kept lung
-    sides_all[(coarse & ~kept) | outside | (dist > 1.5 * max(sp))] = 0
+    # dropped parts (gas, outside air, outside the rib cage, small) and, for the fine
+    # voxels between the coarse ones, farther than a coarse voxel from kept lung
+    sides_all[(coarse & ~kept) | (dist > 1.5 * max(sp))] = 0
     idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
            for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
     return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)
