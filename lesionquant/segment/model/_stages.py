@@ -29,6 +29,7 @@ from scipy import ndimage as ndi
 
 from lesionquant._hull import slice_hulls
 from lesionquant.segment._common import assemble, drop_small, split_by_hu
+from lesionquant.segment._grid import bbox, pad_voxels, within
 from lesionquant.segment._settings import Settings
 from lesionquant.segment.labels import Label
 
@@ -154,7 +155,7 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
     if air.max() <= 0:
         return np.ones(mask.shape, bool)
     lungs = (air >= CAGE_MIN_PART * air.max())[lab]
-    near = ndi.distance_transform_edt(~lungs, sampling=spacing_zyx) <= CAGE_NEAR_MM
+    near = within(lungs, CAGE_NEAR_MM, spacing_zyx)
     bone = near & (hu > CAGE_BONE_HU)
     guarded = (bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX)[:, None, None]
     return slice_hulls((bone | lungs) & guarded, min_count=1) | ~guarded
@@ -236,11 +237,18 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     keep = sizes >= MIN_PART_FRACTION * sizes.max()
     kept = keep[lab]
     sides = split_sides(lab, keep, kept, hu[sub] > -500, sp, SplitConfig())
-    dist, near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_indices=True)
-    sides_all = sides[tuple(near)]
+    # every coarse voxel near the lungs takes the side of its nearest sided voxel (in the
+    # box of the coarse mask grown by the largest distance kept below: every sided voxel
+    # lies in it and every voxel that can take a side, so the nearest one is found there)
+    box = bbox(coarse, pad_voxels(1.5 * max(sp), sp))
+    dist, near = ndi.distance_transform_edt(sides[box] == 0, sampling=sp,
+                                            return_indices=True)
+    sides_all = np.zeros_like(sides)
+    sides_all[box] = sides[box][tuple(near)]
     # dropped parts (gas, outside air, outside the rib cage, small) and, for the fine
     # voxels between the coarse ones, farther than a coarse voxel from kept lung
-    sides_all[(coarse & ~kept) | (dist > 1.5 * max(sp))] = 0
+    sides_all[box][dist > 1.5 * max(sp)] = 0
+    sides_all[coarse & ~kept] = 0
     idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
            for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
     return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)
