@@ -82,6 +82,27 @@ def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> di
     return res
 
 
+def _model_lungs_classical_lesions(sid: str, lung_head: np.ndarray) -> np.ndarray:
+    """Label map (0-4) of MedSeg slice ``sid`` by the fold model's lung stage (its lung
+    head ``lung_head`` (1, H, W) through the pipeline's post-processing) and the classical
+    lesion stage: ``--lungs model``, cross-validated."""
+    from lesionquant.errors import LesionQuantError
+    from lesionquant.segment import segment_lesions
+    from lesionquant.segment.model._stages import _lung_sides
+    from lesionquant.settings import Settings
+
+    image = D.medseg_image(sid)  # upright, identity direction: LPS index order
+    sides = _lung_sides(lung_head, sitk.GetArrayViewFromImage(image),
+                        image.GetSpacing()[::-1])
+    lungs = sitk.GetImageFromArray(sides)
+    lungs.CopyInformation(image)
+    try:
+        return sitk.GetArrayFromImage(
+            segment_lesions(image, lungs, Settings(method="classical")))[0]
+    except LesionQuantError:
+        return np.zeros(sides.shape[1:], np.uint8)
+
+
 def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
     """The cross-validated MedSeg table (see the module docstring); the fold runs are
     ``runs / f"{prefix}fold{k}"``."""
@@ -110,6 +131,8 @@ def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
             except LesionQuantError:
                 cl = np.zeros(truth.shape, np.uint8)
             variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
+            ml = _model_lungs_classical_lesions(sid, lung)
+            variants["model_lungs"] = {"lesion": ml >= 3, "ggo": ml == 3, "cons": ml == 4}
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for v, masks in variants.items():
                 row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
@@ -118,7 +141,7 @@ def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
             logger.info("%s fold %d: model %.3f classical %.3f", sid, f,
                         row["model_head_learned"]["lesion"]["dice"],
                         row["classical"]["lesion"]["dice"])
-    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]
+    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]  # + model_lungs
     fold_of = {r["slice"]: r["fold"] for r in rows}
     out = {"summary": _score(rows, variants, fold_of), "rows": rows,
            "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
