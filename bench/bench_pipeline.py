@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="512,512,300")
     p.add_argument("--spacing", default="0.7,0.7,1.0")
     p.add_argument("--burden", type=float, default=10.0)
-    p.add_argument("--method", choices=["classical", "model"], default="classical")
+    p.add_argument("--method", choices=["classical", "model", "model_lungs"],
+                   default="classical",
+                   help="model_lungs: the model's lung stage with the classical lesions")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     size = tuple(int(v) for v in args.size.split(","))
@@ -58,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     from lesionquant.segment import resolve_device, segment_lesions, segment_lungs
     from lesionquant.synth import make_phantom
 
-    settings = lq.Settings(method=args.method, device=args.device)
-    if args.method == "model":
+    if args.method == "model_lungs":
+        settings = lq.Settings(lung_method="model", lesion_method="classical",
+                               device=args.device)
+    else:
+        settings = lq.Settings(method=args.method, device=args.device)
+    if args.method in ("model", "model_lungs"):
         import functools
 
         from lesionquant.segment.model import (
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights loaded on {device} in {time.perf_counter() - t0:.1f} s "
               "(not counted)", file=sys.stderr)
         segment_lungs = functools.partial(segment_lungs_model, device=device)
-        segment_lesions = functools.partial(segment_lesions_model, device=device)
+        if args.method == "model":
+            segment_lesions = functools.partial(segment_lesions_model, device=device)
 
     t0 = time.perf_counter()
     ph = make_phantom(size_xyz=size, spacing_mm=spacing, seed=0,
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         _stage("measure", lambda: measure(image, state["labels"], state["lungs"]), rows)
         state.clear()
         image = None
-        if args.method == "model":  # the whole run does its own forward pass
+        if args.method != "classical":  # the whole run does its own forward pass
             from lesionquant.segment.model import _stages
 
             _stages._last.clear()

@@ -42,6 +42,7 @@ import scipy.ndimage as ndi
 import SimpleITK as sitk
 
 from lesionquant.api import quantify
+from lesionquant.settings import Settings
 from lesionquant.synth import family_cases, make_phantom
 from lesionquant.synth._fields import correlated_noise
 
@@ -106,11 +107,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--out", type=Path, default=Path("docs/figures"))
-    ap.add_argument("--method", default="classical", choices=("classical", "model"),
+    ap.add_argument("--method", default="classical",
+                    choices=("classical", "model", "model_lungs"),
                     help="segmentation method measured (default classical); 'model' writes "
-                         "repeatability_model.json / repeatability_model_bland_altman.png")
+                         "repeatability_model.json / repeatability_model_bland_altman.png; "
+                         "'model_lungs': the model's lungs with the classical lesions")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    settings = (Settings(lung_method="model", lesion_method="classical")
+                if args.method == "model_lungs" else Settings(method=args.method))
     rows = []
     t0 = time.perf_counter()
     for case in family_cases("tuning", args.cases):
@@ -120,7 +125,7 @@ def main() -> int:
         rng = np.random.default_rng(case.seed)
         meas = {}
         for cond in ("reference", *CONDITIONS):
-            res = quantify(acquire(clean, cond, rng), method=args.method)
+            res = quantify(acquire(clean, cond, rng), settings)
             meas[cond] = {k: float(res[k]) for k in ("lesion_pct", "ggo_pct",
                                                      "consolidation_pct")}
             print(f"  case {case.index} {cond}: lesion {meas[cond]['lesion_pct']:.2f} % "

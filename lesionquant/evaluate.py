@@ -259,8 +259,11 @@ def repeatability_table(path: Path) -> Table:
     doc = json.loads(Path(path).read_text())
     n = len(doc.get("cases", []))
     method = doc.get("method", "classical")
+    title = "Repeatability: the same phantom anatomy and lesions re-acquired"
+    if method != "classical":
+        title += f" ({method})"
     table = Table(
-        "Repeatability: the same phantom anatomy and lesions re-acquired",
+        title,
         note=f"Method: {method}. {n} v2 phantoms (tuning cases), each measured on a 1 mm / "
              "standard-kernel / standard-noise reference and re-acquired; differences from "
              "the reference in percentage points of lung: mean [95 % limits of agreement]. "
@@ -709,8 +712,9 @@ def evaluate(
                                        s, thick_slice_mm))
     say("insertion into real CT")
     tables.append(insertion_table(chest, insert_seeds, insert_burdens, s))
-    if figures_dir is not None and (Path(figures_dir) / "repeatability.json").is_file():
-        tables.append(repeatability_table(Path(figures_dir) / "repeatability.json"))
+    for name in ("repeatability", "repeatability_model", "repeatability_model_lungs"):
+        if figures_dir is not None and (Path(figures_dir) / f"{name}.json").is_file():
+            tables.append(repeatability_table(Path(figures_dir) / f"{name}.json"))
     if legacy_phantoms:
         say("legacy v1 phantoms")
         seeds, burdens = tuple(phantom_seeds), tuple(phantom_burdens)

@@ -66,7 +66,7 @@ class Slice:
     lung: np.ndarray
     lesion: np.ndarray
     mm: float
-    kind: str  # "medseg" | "synth"
+    kind: str  # "medseg" | "synth" | "unlabelled" (pseudo labels: as "medseg")
 
 
 def medseg_ids() -> list[str]:
@@ -111,6 +111,55 @@ def load_medseg(ids: list[str] | None = None) -> list[Slice]:
     return out
 
 
+def _unlabelled_volumes() -> dict[str, list[Path]]:
+    """The unlabelled slices of :data:`UNLABELLED` by volume, in file-name order."""
+    import re
+
+    vols: dict[str, list[Path]] = {}
+    for f in sorted((UNLABELLED / "images").glob("*.jpg")):
+        m = re.match(r"(.*)_(\d+)\.jpg$", f.name)
+        if m:
+            vols.setdefault(m.group(1), []).append(f)
+    return vols
+
+
+def load_unlabelled(volumes: list[str] | None = None) -> list[Slice]:
+    """The 1600 unlabelled COVID-19 slices (20 volumes) as upright HU, no labels.
+
+    The JPEGs of one volume share one window, so the gray-to-HU map is the volume's: the
+    medians of its slices' lung and soft-tissue peaks (:func:`lesionquant._jpeg_hu.
+    jpeg_to_hu`) mapped to -860 and 40 HU (a slice alone falls back to W1500 in a third of
+    the coronacases slices, whose window is about W2600-W3200). Orientation: the
+    Radiopaedia volumes are stored as the MedSeg slices (turned clockwise to upright),
+    the coronacases volumes the other way round (turned counter-clockwise); looked at,
+    one slice of every volume. Pixels 0.7 mm assumed, as for MedSeg. Licence CC BY-NC-SA
+    4.0 (see the model card).
+    """
+    from PIL import Image
+
+    from lesionquant._jpeg_hu import LUNG_HU, SOFT_TISSUE_HU, jpeg_to_hu
+
+    out = []
+    for vol, files in _unlabelled_volumes().items():
+        if volumes is not None and vol not in volumes:
+            continue
+        grays = []
+        for f in files:
+            with Image.open(f) as im:
+                grays.append(np.asarray(im.convert("L"), dtype=np.float32))
+        maps = [jpeg_to_hu(g) for g in grays]
+        lung = float(np.median([m.lung_gray for m in maps]))
+        soft = float(np.median([m.soft_gray for m in maps]))
+        slope = (SOFT_TISSUE_HU - LUNG_HU) / max(soft - lung, 1.0)
+        k = 1 if vol.startswith("coronacases") else -1
+        for f, g in zip(files, grays, strict=True):
+            hu = np.ascontiguousarray(np.rot90(g * slope + (SOFT_TISSUE_HU - slope * soft), k))
+            unk = np.full(hu.shape, UNKNOWN, np.uint8)
+            out.append(Slice(f.stem, hu.astype(np.float32), unk, unk.copy(), MEDSEG_MM,
+                             "unlabelled"))
+    return out
+
+
 def _resample_inplane(img: sitk.Image, mm: float, *, labels: bool) -> sitk.Image:
     sp = img.GetSpacing()
     size = [max(1, round(img.GetSize()[i] * sp[i] / mm)) for i in (0, 1)] + [img.GetSize()[2]]
@@ -122,8 +171,10 @@ def _resample_inplane(img: sitk.Image, mm: float, *, labels: bool) -> sitk.Image
     return sitk.Resample(img, ref, sitk.Transform(), interp, -1024.0 if not labels else 0.0)
 
 
-def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) -> None:
-    """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices."""
+def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int,
+                 min_lung_px: int = 200) -> None:
+    """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices
+    (every ``step``-th slice with more than ``min_lung_px`` lung pixels; ``-1``: all)."""
     from lesionquant.segment import lesion_sides
 
     image = sitk.DICOMOrient(image, "LPS")
@@ -134,7 +185,7 @@ def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int) ->
     lab = np.where(lab >= 5, 0, lab).astype(np.uint8)  # airway, effusion: not lung
     side = lesion_sides(lab)
     lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
-    keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > 200]
+    keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > min_lung_px]
     if not keep:
         return
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -223,8 +274,40 @@ def build_synthetic_v2(n_phantoms: int = 12, n_insert: int = 12) -> None:
             _save_volume(name, ins.image, sitk.GetArrayFromImage(ins.labels), step=1)
 
 
-#: The cached synthetic generations by name (glob patterns under :data:`CACHE`).
-GENERATIONS = {"v1": ("*.npz",), "v2": ("v2/*.npz",), "all": ("*.npz", "v2/*.npz")}
+#: Real CT without lesions for training (lesion label 0 everywhere): lung bases and
+#: upper abdomen (bowel and stomach gas, air between the back and the table are not lung)
+#: with TotalSegmentator's lung lobes as lung labels, and the two training hosts
+#: unchanged with their classical lungs. None of these is a reported case.
+REAL_NEGATIVES = ("totalseg-abdomen-ct-no-lungs/ct_small_30slices.nii.gz",)
+#: TotalSegmentator v2 lobe ids: right lung (upper, middle, lower), left lung (upper, lower).
+TS_RIGHT, TS_LEFT = (12, 13, 14), (10, 11)
+
+
+def build_real_negatives() -> None:
+    """Cache the real lesion-free training slices of :data:`REAL_NEGATIVES` and
+    :data:`TRAIN_HOSTS` under ``CACHE / "real"`` (every slice, with or without lung)."""
+    from lesionquant.io import load_scan
+
+    (CACHE / "real").mkdir(parents=True, exist_ok=True)
+    ts = DATA / "totalseg-abdomen-ct-no-lungs"
+    name = "real/totalseg_small"
+    if not (CACHE / f"{name}.npz").exists():
+        image = sitk.DICOMOrient(load_scan(DATA / REAL_NEGATIVES[0]).image, "LPS")
+        lobes = sitk.DICOMOrient(
+            sitk.ReadImage(str(ts / "totalseg_model_labels_for_ct_small.nii.gz")), "LPS")
+        lab = sitk.GetArrayFromImage(lobes)
+        sides = np.where(np.isin(lab, TS_RIGHT), 1, np.where(np.isin(lab, TS_LEFT), 2, 0))
+        _save_volume(name, image, sides, step=1, min_lung_px=-1)
+    for rel, image, lungs in _train_hosts():
+        name = f"real/host_{rel.split('/')[0]}"
+        if not (CACHE / f"{name}.npz").exists():
+            _save_volume(name, image, sitk.GetArrayFromImage(lungs), step=1)
+
+
+#: The cached synthetic generations by name (glob patterns under :data:`CACHE`); "real"
+#: holds the real lesion-free slices of :func:`build_real_negatives`.
+GENERATIONS = {"v1": ("*.npz",), "v2": ("v2/*.npz",), "all": ("*.npz", "v2/*.npz"),
+               "real": ("real/*.npz",)}
 
 
 def load_synthetic(generation: str = "all") -> list[Slice]:
@@ -244,3 +327,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     build_synthetic()
     build_synthetic_v2()
+    build_real_negatives()

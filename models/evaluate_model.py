@@ -82,8 +82,30 @@ def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> di
     return res
 
 
-def medseg(runs: Path, k: int = 5) -> dict:
-    """The cross-validated MedSeg table (see the module docstring)."""
+def _model_lungs_classical_lesions(sid: str, lung_head: np.ndarray) -> np.ndarray:
+    """Label map (0-4) of MedSeg slice ``sid`` by the fold model's lung stage (its lung
+    head ``lung_head`` (1, H, W) through the pipeline's post-processing) and the classical
+    lesion stage: ``--lungs model``, cross-validated."""
+    from lesionquant.errors import LesionQuantError
+    from lesionquant.segment import segment_lesions
+    from lesionquant.segment.model._stages import _lung_sides
+    from lesionquant.settings import Settings
+
+    image = D.medseg_image(sid)  # upright, identity direction: LPS index order
+    sides = _lung_sides(lung_head, sitk.GetArrayViewFromImage(image),
+                        image.GetSpacing()[::-1])
+    lungs = sitk.GetImageFromArray(sides)
+    lungs.CopyInformation(image)
+    try:
+        return sitk.GetArrayFromImage(
+            segment_lesions(image, lungs, Settings(method="classical")))[0]
+    except LesionQuantError:
+        return np.zeros(sides.shape[1:], np.uint8)
+
+
+def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
+    """The cross-validated MedSeg table (see the module docstring); the fold runs are
+    ``runs / f"{prefix}fold{k}"``."""
     from lesionquant.api import quantify
     from lesionquant.errors import LesionQuantError
     from lesionquant.settings import Settings
@@ -93,10 +115,10 @@ def medseg(runs: Path, k: int = 5) -> dict:
     slices = {s.name: s for s in D.load_medseg(ids)}
     rows = []
     for f in range(k):
-        if not (runs / f"fold{f}" / "val.json").exists():  # a fold not (fully) trained
+        if not (runs / f"{prefix}fold{f}" / "val.json").exists():  # not (fully) trained
             logger.warning("fold %d: no finished run in %s, left out", f, runs)
             continue
-        net = _load_run(runs / f"fold{f}")
+        net = _load_run(runs / f"{prefix}fold{f}")
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             lung, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
@@ -109,6 +131,8 @@ def medseg(runs: Path, k: int = 5) -> dict:
             except LesionQuantError:
                 cl = np.zeros(truth.shape, np.uint8)
             variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
+            ml = _model_lungs_classical_lesions(sid, lung)
+            variants["model_lungs"] = {"lesion": ml >= 3, "ggo": ml == 3, "cons": ml == 4}
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for v, masks in variants.items():
                 row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
@@ -117,12 +141,13 @@ def medseg(runs: Path, k: int = 5) -> dict:
             logger.info("%s fold %d: model %.3f classical %.3f", sid, f,
                         row["model_head_learned"]["lesion"]["dice"],
                         row["classical"]["lesion"]["dice"])
-    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]
+    variants = [v for v in rows[0] if v.startswith(("model", "classical"))]  # + model_lungs
     fold_of = {r["slice"]: r["fold"] for r in rows}
     out = {"summary": _score(rows, variants, fold_of), "rows": rows,
            "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"medseg_cv_{runs.name}.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"medseg_cv_{runs.name}{'_' + prefix.rstrip('_') if prefix else ''}.json"
+     ).write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -250,6 +275,8 @@ def _settings(method: str):
 
     if method == "hybrid":
         return Settings(lung_method="classical", lesion_method="model", device="cpu")
+    if method == "model_lungs":  # the model's lungs, the classical HU-band lesions
+        return Settings(lung_method="model", lesion_method="classical", device="cpu")
     return Settings(method=method, device="cpu")
 
 
@@ -325,8 +352,12 @@ def main() -> None:
     p.add_argument("what", choices=["medseg", "synthetic", "report"],
                    help="report: the acceptance tables from models/results/synthetic*.json")
     p.add_argument("--methods", default="model,classical",
-                   help="synthetic: comma-separated, of model, classical, hybrid")
+                   help="synthetic: comma-separated, of model, classical, hybrid "
+                   "(classical lungs, model lesions), model_lungs (model lungs, classical "
+                   "lesions)")
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
+    p.add_argument("--prefix", default="",
+                   help="medseg: fold runs are <runs>/<prefix>fold<k> (p2_: second phase)")
     p.add_argument("--figures", type=Path, default=None)
     p.add_argument("--cases", type=int, default=2,
                    help="synthetic: report and shifted cases each (phantoms, per host)")
@@ -335,12 +366,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
-        print(medseg_markdown(medseg(a.runs)))
+        print(medseg_markdown(medseg(a.runs, prefix=a.prefix)))
     elif a.what == "report":
+        # synthetic.json holds both methods; a synthetic_<methods>.json written later (one
+        # method measured again, e.g. new weights) replaces those methods' rows
         merged: dict[str, list[dict]] = {}
-        for f in sorted(RESULTS.glob("synthetic*.json")):
-            for k, rows in json.loads(f.read_text()).items():
-                merged.setdefault(k, []).extend(rows)
+        files = sorted(RESULTS.glob("synthetic*.json"), key=lambda f: f.stat().st_mtime)
+        for f in files:
+            part = json.loads(f.read_text())
+            again = {r["method"] for rows in part.values() for r in rows}
+            for k, rows in part.items():
+                merged[k] = [r for r in merged.get(k, []) if r["method"] not in again] + rows
         print(acceptance_markdown(merged))
     else:
         global METHODS

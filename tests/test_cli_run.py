@@ -73,6 +73,27 @@ def test_run_then_endpoint_via_main(edge_dir, tmp_path, capsys):
     assert row["is_baseline"] == "true" and float(row["lesion_change_pp"]) == 0.0
 
 
+@pytest.mark.realdata
+def test_run_with_the_model_lungs_and_classical_lesions(edge_dir, tmp_path, capsys):
+    """``--lungs model``: the learned lung stage with the classical lesion stage, recorded
+    as such (method and weights) in result.json and results.csv; the lung volume of the
+    whole-chest COPD series is the CIP lung mask's (4554 mL) within 5 %."""
+    from lesionquant.segment.model import weights_info
+
+    series = edge_dir / "cip-chest-ct-64-dicom-series-implicit-vr"
+    out = tmp_path / "out"
+    assert main(["run", str(series), "-o", str(out), "--salt", "s", "--device", "cpu",
+                 "--lungs", "model", "--no-qa", "--no-seg"]) == 0
+    capsys.readouterr()
+    (folder,) = out.glob("S-*")
+    rec = json.loads((folder / "result.json").read_text())
+    assert rec["provenance"]["method"] == "lungs:model+lesions:classical"
+    assert rec["provenance"]["weights_sha256"] == weights_info()["sha256"]
+    assert abs(rec["measures"]["lung_ml"] - 4554) / 4554 < 0.05
+    (row,) = read_csv(out / "results.csv")
+    assert row["method"] == "lungs:model+lesions:classical"
+
+
 def _session_processes(sid: int) -> list[str]:
     """PIDs of the live processes of session ``sid`` (the killed batch and its workers)."""
     run = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True,

@@ -22,6 +22,8 @@ examples:
       one task per scan on a running Dask cluster (pip install "lesionquant[dask]";
       inputs and OUT on a filesystem every worker sees under the same paths)
   lesionquant run scan.nii.gz other_scan/ -o out/ --config settings.toml --method classical
+  lesionquant run /data/trial -o out/ --lungs model
+      the learned lung mask (dense consolidation kept) with the classical HU-band lesions
   lesionquant run /data/trial -o /results/trial
       after an interruption (even kill -9): finishes the missing scans only
   lesionquant run /data/trial -o /results/trial --overwrite
@@ -59,6 +61,13 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default from settings: auto)")
     p.add_argument("--method", choices=["classical", "model"],
                    help="segmentation method (default from settings: classical)")
+    p.add_argument("--lungs", choices=["classical", "model"], metavar="METHOD",
+                   help="method of the lung stage alone, classical or model (default: "
+                        "--method); --lungs model keeps dense dependent consolidation in the "
+                        "lung and measures lesions by the classical HU bands (models/README.md)")
+    p.add_argument("--lesions", choices=["classical", "model"], metavar="METHOD",
+                   help="method of the lesion stage alone, classical or model (default: "
+                        "--method)")
     p.add_argument("--config", type=Path, metavar="TOML", help="settings file (TOML)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="skip scans whose result is complete (default: on)")
@@ -124,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InvalidInputError("--workers must be at least 1", source="command line")
-    settings = load_settings(args.config, method=args.method, device=args.device)
+    settings = load_settings(args.config, method=args.method, device=args.device,
+                             lung_method=args.lungs, lesion_method=args.lesions)
     summary = run_batch(
         args.inputs, args.out, settings=settings, workers=args.workers,
         client=args.scheduler, resume=args.resume,

@@ -13,7 +13,8 @@ from scipy import ndimage
 
 from lesionquant.segment._config import Config
 
-__all__ = ["CROSS", "INPLANE", "AirConfig", "is_cropped", "largest_component", "lung_components"]
+__all__ = ["CROSS", "INPLANE", "AirConfig", "body_inside", "is_cropped", "largest_component",
+           "lung_components"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,35 @@ def is_cropped(body: np.ndarray, cfg: AirConfig) -> bool:
         [body[:, 0, :], body[:, -1, :], body[:, :, 0], body[:, :, -1]], axis=1
     )
     return bool(frame.mean() > cfg.cropped_frame_share)
+
+
+def body_inside(tissue: np.ndarray, in_fov: np.ndarray,
+                cfg: AirConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The body and where air may be lung.
+
+    Parameters
+    ----------
+    tissue : (Z, Y, X) ndarray of bool
+        Non-air blocks inside the field of view.
+    in_fov : (Z, Y, X) ndarray of bool
+        Blocks inside the field of view.
+    cfg : AirConfig
+        ``cropped_frame_share``.
+
+    Returns
+    -------
+    body_filled : ndarray of bool
+        The largest tissue component, filled slice by slice.
+    inside : ndarray of bool
+        ``body_filled``, or the whole field of view when the body fills the image frame
+        (a FOV cropped to the chest: the body outline is not closed).
+    cropped : bool
+        Whether the FOV is cropped so.
+    """
+    body = largest_component(tissue)
+    body_filled = ndimage.binary_fill_holes(body, structure=INPLANE)
+    cropped = is_cropped(body, cfg)
+    return body_filled, (in_fov if cropped else body_filled), cropped
 
 
 def lung_components(lab: np.ndarray, n: int, low: np.ndarray, inside: np.ndarray,

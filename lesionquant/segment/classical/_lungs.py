@@ -72,10 +72,8 @@ from lesionquant.segment._grid import (
 from lesionquant.segment._orient import from_lps, to_lps
 from lesionquant.segment.classical._air import (
     CROSS,
-    INPLANE,
     AirConfig,
-    is_cropped,
-    largest_component,
+    body_inside,
     lung_components,
 )
 from lesionquant.segment.classical._airway import AirwayConfig, airway
@@ -173,10 +171,7 @@ def _lungs_lowres(
     outside = fov < 0.5
     air = (low < cfg.lung_threshold_hu) & ~outside
     tissue = ~air & ~outside
-    body = largest_component(tissue)
-    body_filled = ndimage.binary_fill_holes(body, structure=INPLANE)
-    cropped = is_cropped(body, cfg.air)
-    inside = ~outside if cropped else body_filled
+    body_filled, inside, cropped = body_inside(tissue, ~outside, cfg.air)
     tree = airway(low, air & inside, sp, cfg.gas_mean_hu, cfg.airway)
     gas = free_gas(low, air & ~tree, sp, cfg.gas_mean_hu, cfg.free_gas)
 

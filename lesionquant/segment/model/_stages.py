@@ -4,9 +4,11 @@ One forward pass of the network per scan gives both the lung and the lesion labe
 lung stage runs it and keeps the lesion labels for the lesion stage of the same image (a
 one-entry cache keyed by the image's voxels, geometry, device and weights).
 
-* Lungs: the lung head's lung pixels (either side; lesions are lung), connected parts
-  smaller than :data:`MIN_PART_FRACTION` of the largest dropped, split into right and left
-  as the classical stage splits its lungs.
+* Lungs: the lung head's lung pixels (either side; lesions are lung) inside the rib cage,
+  without what the classical stage's tests of air call gas or outside air (stomach and
+  bowel gas, the trachea, the air around the body and under the back; parts not joined
+  to lung air), connected parts smaller than :data:`MIN_PART_FRACTION` of the largest
+  dropped, split into right and left as the classical stage splits its lungs.
 * Lesions: the lesion head's lesion pixels inside the lungs, split into GGO and
   consolidation by HU (``classes="hu"``: consolidation at or above the start of
   ``Settings.consolidation_hu``, the reproducible default for the endpoint) or by the
@@ -27,6 +29,7 @@ from scipy import ndimage as ndi
 
 from lesionquant._hull import slice_hulls
 from lesionquant.segment._common import assemble, drop_small, split_by_hu
+from lesionquant.segment._grid import bbox, pad_voxels, within
 from lesionquant.segment._settings import Settings
 from lesionquant.segment.labels import Label
 
@@ -49,6 +52,11 @@ AERATED_HU = -500.0
 CAGE_MIN_PART = 0.1
 CAGE_BONE_HU = 300.0
 CAGE_NEAR_MM = 25.0
+#: A part of the lung head's mask without lung air (after :func:`_air_parts` took the
+#: gas and outside air out) stays lung only when it holds at least this share of the
+#: voxels of the largest aerated part (a whole consolidated lung; not the stool left of a
+#: bowel loop).
+AIRLESS_PART_SHARE = 0.25
 #: Slices with fewer cage-bone pixels (on the side grid) than this are not guarded.
 CAGE_MIN_BONE_PX = 20
 
@@ -147,10 +155,56 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
     if air.max() <= 0:
         return np.ones(mask.shape, bool)
     lungs = (air >= CAGE_MIN_PART * air.max())[lab]
-    near = ndi.distance_transform_edt(~lungs, sampling=spacing_zyx) <= CAGE_NEAR_MM
+    near = within(lungs, CAGE_NEAR_MM, spacing_zyx)
     bone = near & (hu > CAGE_BONE_HU)
     guarded = (bone.sum(axis=(1, 2)) >= CAGE_MIN_BONE_PX)[:, None, None]
     return slice_hulls((bone | lungs) & guarded, min_count=1) | ~guarded
+
+
+def _air_parts(coarse: np.ndarray, hu: np.ndarray, step: tuple[int, int, int],
+               sp: tuple[float, float, float]) -> np.ndarray:
+    """The coarse lung mask without what the classical stage's tests call air that is not
+    lung: free gas (stomach and bowel gas, trachea: pure-gas pockets shelled by soft
+    tissue, :func:`~lesionquant.segment.classical._free_gas.free_gas`) is taken out, then
+    of the connected parts left those are kept that
+    :func:`~lesionquant.segment.classical._air.lung_components` calls lung: not gas (mean
+    or most ``step``-voxel blocks below ``gas_mean_hu``), mostly inside the filled body
+    (not the air around the body or between the back and the table), not entirely above
+    or below the largest part, and at least :data:`MIN_PART_FRACTION` of the largest."""
+    from lesionquant.segment._grid import block_mean
+    from lesionquant.segment.classical._air import (
+        CROSS,
+        AirConfig,
+        body_inside,
+        lung_components,
+    )
+    from lesionquant.segment.classical._free_gas import FreeGasConfig, free_gas
+    from lesionquant.segment.classical._lungs import ClassicalLungs
+
+    cfg = ClassicalLungs()
+    air_cfg = AirConfig(min_share_of_largest=MIN_PART_FRACTION)
+    crop = tuple(slice(0, k) for k in coarse.shape)
+    low, fov = block_mean(hu, step)
+    low, fov = low[crop], fov[crop] >= 0.5
+    _, inside, _ = body_inside((low >= cfg.lung_threshold_hu) & fov, fov, air_cfg)
+    air = (low < cfg.lung_threshold_hu) & fov
+    mask = coarse & ~free_gas(low, air & inside, sp, cfg.gas_mean_hu, FreeGasConfig())
+    # the air-like parts of the mask, judged as the classical stage judges air
+    lab_air, n_air = ndi.label(mask & air, structure=CROSS)
+    if n_air == 0:
+        return np.zeros_like(mask)
+    lung_air = lung_components(lab_air, n_air, low, inside, float(np.prod(sp)) / 1000.0,
+                               cfg.gas_mean_hu, air_cfg)[lab_air]
+    # what is left joined to lung air is lung (its dense, consolidated part included); a
+    # part without lung air stays only when large (an airless consolidated lung)
+    lab, n = ndi.label(mask & ~((lab_air > 0) & ~lung_air))
+    count = np.bincount(lab.ravel(), minlength=n + 1)
+    aerated = np.bincount(lab.ravel(), weights=lung_air.ravel(), minlength=n + 1) > 0
+    aerated[0] = False
+    big = count >= AIRLESS_PART_SHARE * (count[aerated].max() if aerated.any() else 0)
+    keep = aerated | (big & (count > 0))
+    keep[0] = False
+    return keep[lab]
 
 
 def _lung_sides(lung: np.ndarray, hu: np.ndarray,
@@ -162,8 +216,10 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     where the network's own side channel hesitates near the anterior junction. The parts
     and sides are found on a grid of about :data:`SIDE_GRID_MM` (every n-th voxel), and
     every voxel takes the side of its nearest coarse lung voxel: bounded time and memory
-    on a 512 x 512 x 300 scan. Lung outside the rib cage (:func:`_inside_cage`) is
-    dropped first."""
+    on a 512 x 512 x 300 scan. Gas and outside air (:func:`_air_parts`) are dropped
+    first, then lung outside the rib cage of what is left (:func:`_inside_cage`: outside
+    air no longer widens the cage), then parts below :data:`MIN_PART_FRACTION` of the
+    largest."""
     from lesionquant.segment.classical._split import SplitConfig, split_sides
 
     mask = lung > 0
@@ -171,9 +227,9 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     sub = tuple(slice(None, None, k) for k in step)
     sp = tuple(v * k for v, k in zip(spacing_zyx, step, strict=True))
     coarse = mask[sub]
-    outside = coarse & ~_inside_cage(coarse, hu[sub], sp)
-    coarse = coarse & ~outside
-    lab, n = ndi.label(coarse)
+    kept = _air_parts(coarse, hu, step, sp)
+    kept &= _inside_cage(kept, hu[sub], sp)
+    lab, n = ndi.label(kept)
     if n == 0:
         return np.zeros(lung.shape, np.uint8)
     sizes = np.bincount(lab.ravel())
@@ -181,11 +237,18 @@ def _lung_sides(lung: np.ndarray, hu: np.ndarray,
     keep = sizes >= MIN_PART_FRACTION * sizes.max()
     kept = keep[lab]
     sides = split_sides(lab, keep, kept, hu[sub] > -500, sp, SplitConfig())
-    dist, near = ndi.distance_transform_edt(sides == 0, sampling=sp, return_indices=True)
-    sides_all = sides[tuple(near)]
-    # dropped parts, outside the rib cage, and (for the fine voxels between the coarse
-    # ones) farther than a coarse voxel from kept lung
-    sides_all[(coarse & ~kept) | outside | (dist > 1.5 * max(sp))] = 0
+    # every coarse voxel near the lungs takes the side of its nearest sided voxel (in the
+    # box of the coarse mask grown by the largest distance kept below: every sided voxel
+    # lies in it and every voxel that can take a side, so the nearest one is found there)
+    box = bbox(coarse, pad_voxels(1.5 * max(sp), sp))
+    dist, near = ndi.distance_transform_edt(sides[box] == 0, sampling=sp,
+                                            return_indices=True)
+    sides_all = np.zeros_like(sides)
+    sides_all[box] = sides[box][tuple(near)]
+    # dropped parts (gas, outside air, outside the rib cage, small) and, for the fine
+    # voxels between the coarse ones, farther than a coarse voxel from kept lung
+    sides_all[box][dist > 1.5 * max(sp)] = 0
+    sides_all[coarse & ~kept] = 0
     idx = [np.minimum((np.arange(n_) + k // 2) // k, c - 1)
            for n_, k, c in zip(mask.shape, step, coarse.shape, strict=True)]
     return np.where(mask, sides_all[np.ix_(*idx)], 0).astype(np.uint8)

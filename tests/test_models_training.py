@@ -1,0 +1,98 @@
+"""The training code in ``models/``: second phases (init, real lesion-free slices,
+coarse-pixel augmentation), pseudo labels, and the unlabelled COVID-19 slices."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+try:
+    from models import data as D
+    from models.train import pseudo_label, train
+finally:
+    sys.path.remove(str(REPO))
+
+from lesionquant.segment.model import LesionNet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from lesionquant.synth import make_phantom
+
+    return make_phantom(size_xyz=(64, 64, 24), spacing_mm=(2.2, 2.2, 5.0), seed=3,
+                        lesion_burden_pct=15.0)
+
+
+def _slices(phantom) -> list:
+    lab = sitk.GetArrayFromImage(phantom.labels)
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    lung = np.where((lab >= 1) & (lab <= 2), lab, 0).astype(np.uint8)
+    lung[(lab == 3) | (lab == 4)] = 1
+    lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
+    lesion[lab == 5] = 0
+    return [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
+
+
+def test_second_phase_starts_from_its_init_and_resumes_exactly(tmp_path, phantom):
+    slices = _slices(phantom)
+    real = [D.Slice(s.name, s.hu, s.lung, np.zeros_like(s.lesion), s.mm, "synth")
+            for s in slices]
+    kw = dict(fold=-1, crop=32, base=4, medseg_per_batch=0, synth_per_batch=1,
+              ckpt_every=1, threads=1, synth=slices, medseg=[])
+    train(tmp_path / "p1", steps=2, **kw)
+    init = tmp_path / "p1" / "ckpt.pt"
+    kw2 = dict(kw, steps=3, init=init, real=real, real_per_batch=1, coarse=1.0, lr=1e-3)
+    full = train(tmp_path / "a", **kw2)
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["init"] == str(init) and meta["n_real"] == 3 and meta["coarse"] == 1.0
+    # the first step moved away from the init weights, not from a fresh network
+    start = torch.load(init, weights_only=True)["model"]
+    fresh = LesionNet(base=4).state_dict()
+    k = "enc.0.0.weight" if "enc.0.0.weight" in start else next(iter(start))
+    got = full.state_dict()[k]
+    assert (got - start[k]).abs().mean() < (got - fresh[k]).abs().mean()
+    train(tmp_path / "b", stop_after=1, **kw2)
+    resumed = train(tmp_path / "b", **kw2)
+    sa, sb = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(sa[n], sb[n]) for n in sa)
+
+
+def test_pseudo_labels_keep_only_confident_pixels(phantom):
+    torch.manual_seed(0)
+    net = LesionNet(base=4).eval()
+    s = _slices(phantom)[1]
+    unl = D.Slice("u", s.hu, np.full_like(s.lung, D.UNKNOWN), np.full_like(s.lung, D.UNKNOWN),
+                  s.mm, "unlabelled")
+    every = pseudo_label(net, [unl], 0.0)[0].lesion
+    none = pseudo_label(net, [unl], 1.01)[0].lesion
+    some = pseudo_label(net, [unl], 0.5)[0].lesion
+    assert every.shape == s.hu.shape and set(np.unique(every)) <= {0, 1, 2}
+    assert (none == D.UNKNOWN).all()
+    known = some != D.UNKNOWN
+    assert (some[known] == every[known]).all()  # the same class where confident
+
+
+@pytest.mark.realdata
+def test_unlabelled_slices_are_upright_and_in_hu(data_root):
+    """The 1600 unlabelled slices: 20 volumes, each mapped by its own window (normal lung
+    near -860 HU) and turned upright (the spine in the posterior half, in the middle)."""
+    slices = D.load_unlabelled()
+    assert len(slices) == 1600
+    vols: dict[str, list] = {}
+    for s in slices:
+        vols.setdefault(s.name.rsplit("_", 1)[0], []).append(s)
+    assert len(vols) == 20
+    for name, ss in vols.items():
+        hu = ss[len(ss) // 2].hu
+        assert -1000 <= np.percentile(hu, 10) <= -750, name  # W1500 fallback: -450
+        rows, cols = np.nonzero(hu >= np.percentile(hu, 99))  # bone, or the densest tissue
+        assert rows.mean() > 0.5 * hu.shape[0], name  # the spine posterior
+        assert abs(cols.mean() - hu.shape[1] / 2) < 0.15 * hu.shape[1], name
