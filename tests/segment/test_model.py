@@ -266,6 +266,29 @@ def test_outside_air_and_bowel_gas_called_lung_are_dropped():
     assert (sides[right] == 1).mean() > 0.99 and (sides[left] == 2).mean() > 0.99
 
 
+def test_airless_lung_kept_when_large_nothing_without_lung_air():
+    """A whole consolidated (airless) right lung, not joined to the aerated left lung, is
+    kept (it is larger than a quarter of the left); a small airless part (a bowel wall
+    remnant) is not; a lung head with no air-like voxel at all gives no lung."""
+    z, n, mm = 8, 120, 2.0
+    yy, xx = np.mgrid[:n, :n]
+    hu = np.full((n, n), 40.0)
+    body = ((yy - 60) / 55.0) ** 2 + ((xx - 60) / 58.0) ** 2 <= 1
+    hu[~body] = -1000.0
+    right = ((yy - 60) / 35.0) ** 2 + ((xx - 35) / 16.0) ** 2 <= 1
+    left = ((yy - 60) / 35.0) ** 2 + ((xx - 85) / 16.0) ** 2 <= 1
+    hu[left] = -850.0
+    hu[right] = 30.0  # consolidated throughout
+    speck = (np.abs(yy - 100) <= 6) & (np.abs(xx - 60) <= 6)  # dense, 10 % of the left
+    head = np.repeat((right | left | speck)[None], z, 0).astype(np.uint8)
+    vol = np.repeat(hu[None], z, 0)
+    sides = _stages._lung_sides(head, vol, (5.0, mm, mm))
+    assert (sides[:, right] == 1).mean() > 0.99 and (sides[:, left] == 2).mean() > 0.99
+    assert not sides[:, speck].any()
+    solid = np.repeat(right[None], z, 0).astype(np.uint8)  # no lung air anywhere
+    assert not _stages._lung_sides(solid, vol, (5.0, mm, mm)).any()
+
+
 def test_label_argmax_equals_torch_argmax_ties_included():
     """The comparison argmax of the inference equals ``torch.argmax`` (ties to the lower
     class), so labels are what the network's most probable class says."""

@@ -163,14 +163,23 @@ def _inside_cage(mask: np.ndarray, hu: np.ndarray,
 
 def _air_parts(coarse: np.ndarray, hu: np.ndarray, step: tuple[int, int, int],
                sp: tuple[float, float, float]) -> np.ndarray:
-    """The coarse lung mask without what the classical stage's tests call air that is not
-    lung: free gas (stomach and bowel gas, trachea: pure-gas pockets shelled by soft
-    tissue, :func:`~lesionquant.segment.classical._free_gas.free_gas`) is taken out, then
-    of the connected parts left those are kept that
-    :func:`~lesionquant.segment.classical._air.lung_components` calls lung: not gas (mean
-    or most ``step``-voxel blocks below ``gas_mean_hu``), mostly inside the filled body
-    (not the air around the body or between the back and the table), not entirely above
-    or below the largest part, and at least :data:`MIN_PART_FRACTION` of the largest."""
+    """The coarse lung mask ``coarse`` without what the classical stage's tests call air
+    that is not lung, on block means of ``step`` voxels (``sp``: the coarse spacing, mm).
+
+    1. Free gas (stomach and bowel gas, trachea: pure-gas pockets shelled by soft tissue,
+       :func:`~lesionquant.segment.classical._free_gas.free_gas`) is taken out.
+    2. The air-like parts of what is left (blocks below ``lung_threshold_hu``) are judged
+       by :func:`~lesionquant.segment.classical._air.lung_components`: lung air is not
+       gas (mean or most blocks below ``gas_mean_hu``), lies mostly inside the filled body
+       (not the air around the body or between the back and the table), is not entirely
+       above or below the largest part and holds at least :data:`MIN_PART_FRACTION` of
+       its voxels.
+    3. The other air-like parts are taken out; a connected part of the rest is lung when
+       it holds lung air (its dense, consolidated voxels included) or, without lung air,
+       when it is at least :data:`AIRLESS_PART_SHARE` of the largest part that has some.
+       Without any lung air nothing is lung (the size checks then raise ``NoLungError``,
+       as the classical stage does).
+    """
     from lesionquant.segment._grid import block_mean
     from lesionquant.segment.classical._air import (
         CROSS,
@@ -201,8 +210,9 @@ def _air_parts(coarse: np.ndarray, hu: np.ndarray, step: tuple[int, int, int],
     count = np.bincount(lab.ravel(), minlength=n + 1)
     aerated = np.bincount(lab.ravel(), weights=lung_air.ravel(), minlength=n + 1) > 0
     aerated[0] = False
-    big = count >= AIRLESS_PART_SHARE * (count[aerated].max() if aerated.any() else 0)
-    keep = aerated | (big & (count > 0))
+    if not aerated.any():
+        return np.zeros_like(mask)
+    keep = aerated | (count >= AIRLESS_PART_SHARE * count[aerated].max())
     keep[0] = False
     return keep[lab]
 
