@@ -3,7 +3,8 @@
 Usage::
 
     python bench/bench_pipeline.py [--size 512,512,300] [--spacing 0.7,0.7,1.0] [--burden 10]
-                                   [--method classical|model] [--device auto|cpu|cuda]
+                                   [--method classical|model|model_lungs]
+                                   [--device auto|cpu|cuda]
 
 A phantom (:func:`lesionquant.synth.make_phantom`) of the given matrix is written to a
 temporary NIfTI file, then each stage runs on it: ``load``
@@ -15,7 +16,8 @@ and the process ru_maxrss (includes SimpleITK's C++ buffers) at the end. Target 
 2-core machine: whole pipeline <= 15 s and <= 4 GB (classical); <= 30 s and <= 4 GB with
 the learned model (<= 3 s on a GPU). With ``--method model`` the weights are loaded before
 the stages (once per process, as in a batch) and the lesion stage reuses the lung stage's
-forward pass.
+forward pass; ``--method model_lungs`` is the model's lung stage with the classical lesion
+stage (``lesionquant run --lungs model``).
 """
 
 from __future__ import annotations
