@@ -137,7 +137,8 @@ def load_unlabelled(volumes: list[str] | None = None) -> list[Slice]:
     """
     from PIL import Image
 
-    from lesionquant._jpeg_hu import LUNG_HU, SOFT_TISSUE_HU, jpeg_to_hu
+    from lesionquant._jpeg_hu import LUNG_HU, SOFT_TISSUE_HU, JpegHuMap, jpeg_to_hu
+    from lesionquant.evaluate import _medseg_upright
 
     out = []
     for vol, files in _unlabelled_volumes().items():
@@ -151,12 +152,13 @@ def load_unlabelled(volumes: list[str] | None = None) -> list[Slice]:
         lung = float(np.median([m.lung_gray for m in maps]))
         soft = float(np.median([m.soft_gray for m in maps]))
         slope = (SOFT_TISSUE_HU - LUNG_HU) / max(soft - lung, 1.0)
-        k = 1 if vol.startswith("coronacases") else -1
+        hu_map = JpegHuMap(slope, SOFT_TISSUE_HU - slope * soft, lung, soft, False)
         for f, g in zip(files, grays, strict=True):
-            hu = np.ascontiguousarray(np.rot90(g * slope + (SOFT_TISSUE_HU - slope * soft), k))
+            hu = hu_map.apply(g)
+            # coronacases: turned the other way from MedSeg (a half turn more)
+            hu = _medseg_upright(hu[::-1, ::-1] if vol.startswith("coronacases") else hu)
             unk = np.full(hu.shape, UNKNOWN, np.uint8)
-            out.append(Slice(f.stem, hu.astype(np.float32), unk, unk.copy(), MEDSEG_MM,
-                             "unlabelled"))
+            out.append(Slice(f.stem, hu, unk, unk.copy(), MEDSEG_MM, "unlabelled"))
     return out
 
 
@@ -171,20 +173,27 @@ def _resample_inplane(img: sitk.Image, mm: float, *, labels: bool) -> sitk.Image
     return sitk.Resample(img, ref, sitk.Transform(), interp, -1024.0 if not labels else 0.0)
 
 
+def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets of a label map (0 background, 1/2 right/left lung, 3/4 GGO /
+    consolidation, 5 airway, 6 effusion): lung sides (each lesion voxel on the side of its
+    nearest lung voxel; airway and effusion are not lung) and lesion classes (0 none, 1
+    GGO, 2 consolidation), both uint8."""
+    from lesionquant.segment import lesion_sides
+
+    lab = np.where(labels >= 5, 0, labels).astype(np.uint8)
+    return lesion_sides(lab), np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
+
+
 def _save_volume(name: str, image: sitk.Image, labels: np.ndarray, step: int,
                  min_lung_px: int = 200) -> None:
     """Labels 0-5 (1/2 lung sides, 3/4 GGO/consolidation, 5 airway) -> cached slices
     (every ``step``-th slice with more than ``min_lung_px`` lung pixels; ``-1``: all)."""
-    from lesionquant.segment import lesion_sides
-
     image = sitk.DICOMOrient(image, "LPS")
     lab_img = sitk.GetImageFromArray(labels.astype(np.uint8))
     lab_img.CopyInformation(image)  # caller gives labels in the image's (oriented) grid
     hu = sitk.GetArrayFromImage(_resample_inplane(image, SPACING_MM, labels=False))
     lab = sitk.GetArrayFromImage(_resample_inplane(lab_img, SPACING_MM, labels=True))
-    lab = np.where(lab >= 5, 0, lab).astype(np.uint8)  # airway, effusion: not lung
-    side = lesion_sides(lab)
-    lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
+    side, lesion = targets(lab)
     keep = [z for z in range(0, lab.shape[0], step) if (side[z] > 0).sum() > min_lung_px]
     if not keep:
         return

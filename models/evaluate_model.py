@@ -82,16 +82,17 @@ def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> di
     return res
 
 
-def _model_lungs_classical_lesions(sid: str, lung_head: np.ndarray) -> np.ndarray:
-    """Label map (0-4) of MedSeg slice ``sid`` by the fold model's lung stage (its lung
-    head ``lung_head`` (1, H, W) through the pipeline's post-processing) and the classical
-    lesion stage: ``--lungs model``, cross-validated."""
+def _model_lungs_classical_lesions(image: sitk.Image, lung_head: np.ndarray) -> np.ndarray:
+    """Label map (0-4) of a MedSeg slice ``image`` (:func:`models.data.medseg_image`) by
+    the fold model's lung stage (its lung head ``lung_head`` (1, H, W) through the
+    pipeline's post-processing) and the classical lesion stage: ``--lungs model``,
+    cross-validated."""
     from lesionquant.errors import LesionQuantError
     from lesionquant.segment import segment_lesions
     from lesionquant.segment.model._stages import _lung_sides
     from lesionquant.settings import Settings
 
-    image = D.medseg_image(sid)  # upright, identity direction: LPS index order
+    # upright, identity direction: LPS index order
     sides = _lung_sides(lung_head, sitk.GetArrayViewFromImage(image),
                         image.GetSpacing()[::-1])
     lungs = sitk.GetImageFromArray(sides)
@@ -125,13 +126,14 @@ def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
             truth = s.lesion
             t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
             variants = _masks(truth, les[0], s.hu, lung[0])
+            image = D.medseg_image(sid)
             try:
-                res = quantify(D.medseg_image(sid), Settings(method="classical"))
+                res = quantify(image, Settings(method="classical"))
                 cl = sitk.GetArrayFromImage(res.labelmap)[0]
             except LesionQuantError:
                 cl = np.zeros(truth.shape, np.uint8)
             variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
-            ml = _model_lungs_classical_lesions(sid, lung)
+            ml = _model_lungs_classical_lesions(image, lung)
             variants["model_lungs"] = {"lesion": ml >= 3, "ggo": ml == 3, "cons": ml == 4}
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for v, masks in variants.items():
@@ -368,10 +370,12 @@ def main() -> None:
     if a.what == "medseg":
         print(medseg_markdown(medseg(a.runs, prefix=a.prefix)))
     elif a.what == "report":
-        # synthetic.json holds both methods; a synthetic_<methods>.json written later (one
-        # method measured again, e.g. new weights) replaces those methods' rows
+        # synthetic.json holds both methods; a synthetic_<methods>.json (methods measured
+        # again, e.g. new weights or lung stage) replaces those methods' rows. By name,
+        # not by file time: a fresh clone's files all have the checkout's time.
         merged: dict[str, list[dict]] = {}
-        files = sorted(RESULTS.glob("synthetic*.json"), key=lambda f: f.stat().st_mtime)
+        files = sorted(RESULTS.glob("synthetic*.json"),
+                       key=lambda f: (f.name != "synthetic.json", f.name))
         for f in files:
             part = json.loads(f.read_text())
             again = {r["method"] for rows in part.values() for r in rows}

@@ -32,12 +32,8 @@ def phantom():
 
 
 def _slices(phantom) -> list:
-    lab = sitk.GetArrayFromImage(phantom.labels)
     hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
-    lung = np.where((lab >= 1) & (lab <= 2), lab, 0).astype(np.uint8)
-    lung[(lab == 3) | (lab == 4)] = 1
-    lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
-    lesion[lab == 5] = 0
+    lung, lesion = D.targets(sitk.GetArrayFromImage(phantom.labels))
     return [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
 
 

@@ -144,12 +144,8 @@ def test_training_resumes_to_the_same_state(tmp_path, phantom):
         from models.train import train
     finally:
         sys.path.remove(str(REPO))
-    lab = sitk.GetArrayFromImage(phantom.labels)
     hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
-    lung = np.where((lab >= 1) & (lab <= 2), lab, 0).astype(np.uint8)
-    lung[(lab == 3) | (lab == 4)] = 1
-    lesion = np.clip(lab.astype(np.int16) - 2, 0, 2).astype(np.uint8)
-    lesion[lab == 5] = 0
+    lung, lesion = D.targets(sitk.GetArrayFromImage(phantom.labels))
     slices = [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
     kw = dict(fold=-1, steps=4, crop=32, base=4, medseg_per_batch=0, synth_per_batch=2,
               ckpt_every=2, threads=1, synth=slices, medseg=[])
