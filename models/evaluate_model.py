@@ -4,7 +4,9 @@
     python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
-(``models/runs/fold<k>/ckpt.pt``) and by the classical pipeline (``quantify`` on
+(``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v3, a network pair: ``--prefix mo_
+--lung-prefix ''``, the lesions of the MedSeg-only run, the lungs of the v2 recipe's run)
+and by the classical pipeline (``quantify`` on
 :func:`models.data.medseg_image`: the slice mapped to HU by its own peaks, as
 ``lesionquant evaluate`` does; the same HU for both methods). Model rows: the lesion head
 alone ("head") and inside the lung head's raw mask ("pipeline"), GGO/consolidation by the
@@ -104,9 +106,11 @@ def _model_lungs_classical_lesions(image: sitk.Image, lung_head: np.ndarray) -> 
         return np.zeros(sides.shape[1:], np.uint8)
 
 
-def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
+def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = None) -> dict:
     """The cross-validated MedSeg table (see the module docstring); the fold runs are
-    ``runs / f"{prefix}fold{k}"``."""
+    ``runs / f"{prefix}fold{k}"``. With ``lung_prefix`` the lungs ("pipeline" and
+    "model_lungs" rows) come from the lung head of ``runs / f"{lung_prefix}fold{k}"`` (a
+    network pair, as ``models.export --lesion-run``), the lesions from the first run."""
     from lesionquant.api import quantify
     from lesionquant.errors import LesionQuantError
     from lesionquant.settings import Settings
@@ -120,9 +124,12 @@ def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
             logger.warning("fold %d: no finished run in %s, left out", f, runs)
             continue
         net = _load_run(runs / f"{prefix}fold{f}")
+        lung_net = net if lung_prefix is None else _load_run(runs / f"{lung_prefix}fold{f}")
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             lung, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
+            if lung_net is not net:
+                lung, _ = predict_labels(lung_net, s.hu[None], (s.mm, s.mm))
             truth = s.lesion
             t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
             variants = _masks(truth, les[0], s.hu, lung[0])
@@ -148,6 +155,8 @@ def medseg(runs: Path, k: int = 5, prefix: str = "") -> dict:
     out = {"summary": _score(rows, variants, fold_of), "rows": rows,
            "folds": {str(f): D.folds(ids, k)[f] for f in range(k)}}
     RESULTS.mkdir(parents=True, exist_ok=True)
+    out["runs"] = {"lesions": f"{prefix}fold<k>",
+                   "lungs": f"{prefix if lung_prefix is None else lung_prefix}fold<k>"}
     (RESULTS / f"medseg_cv_{runs.name}{'_' + prefix.rstrip('_') if prefix else ''}.json"
      ).write_text(json.dumps(out, indent=1))
     return out
@@ -360,6 +369,9 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=D.REPO / "models" / "runs")
     p.add_argument("--prefix", default="",
                    help="medseg: fold runs are <runs>/<prefix>fold<k> (p2_: second phase)")
+    p.add_argument("--lung-prefix", default=None,
+                   help="medseg: lungs from <runs>/<lung-prefix>fold<k> (a network pair; "
+                   "lesionnet-v3: --prefix mo_ --lung-prefix '')")
     p.add_argument("--figures", type=Path, default=None)
     p.add_argument("--cases", type=int, default=2,
                    help="synthetic: report and shifted cases each (phantoms, per host)")
@@ -368,7 +380,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
-        print(medseg_markdown(medseg(a.runs, prefix=a.prefix)))
+        print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix)))
     elif a.what == "report":
         # synthetic.json holds both methods; a synthetic_<methods>.json (methods measured
         # again, e.g. new weights or lung stage) replaces those methods' rows. By name,

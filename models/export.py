@@ -1,9 +1,13 @@
 """Export a training run's weights into the package (``lesionquant/segment/model/weights``).
 
     python -m models.export models/runs/final --name lesionnet-v2
+    python -m models.export models/runs/final --lesion-run models/runs/mo_final \
+        --name lesionnet-v3
 
 Writes ``<file>.pt`` (``{"config", "state_dict", "meta"}``, float32, loadable with
-``torch.load(weights_only=True)``) and records its sha256 in ``registry.json``.
+``torch.load(weights_only=True)``) and records its sha256 in ``registry.json``. With
+``--lesion-run`` the file holds a :class:`~lesionquant.segment.model._net.NetPair`: the
+lungs of ``run``'s lung head, the lesions of the lesion run's lesion head.
 """
 
 from __future__ import annotations
@@ -14,22 +18,35 @@ from pathlib import Path
 
 import torch
 
-from lesionquant.segment.model._net import LesionNet
+from lesionquant.segment.model._net import LesionNet, NetPair
 from lesionquant.segment.model._weights import sha256_file
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "lesionquant" / "segment" / "model" / "weights"
 
 
-def export(run: Path, name: str, description: str) -> str:
-    """Write the weights of ``run`` as ``name``; returns their sha256."""
+def _run_net(run: Path) -> tuple[LesionNet, dict]:
     meta = json.loads((run / "meta.json").read_text())
     st = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
+    if st.get("step") != meta["steps"]:
+        raise SystemExit(f"{run}: not finished (step {st.get('step')} of {meta['steps']})")
     net = LesionNet(**meta["config"])
     net.load_state_dict(st["model"])  # checks the keys and shapes
-    blob = {"config": dict(meta["config"]),
+    return net, {k: v for k, v in meta.items() if k != "config"}
+
+
+def export(run: Path, name: str, description: str, lesion_run: Path | None = None) -> str:
+    """Write the weights of ``run`` as ``name`` (with ``lesion_run``: the pair of the lung
+    head of ``run`` and the lesion head of ``lesion_run``); returns their sha256."""
+    net, meta = _run_net(run)
+    if lesion_run is not None:
+        les, les_meta = _run_net(lesion_run)
+        net = NetPair(net, les)
+        meta = {"lungs": {"run": run.name, **meta}, "lesions": {"run": lesion_run.name,
+                                                                **les_meta}}
+    blob = {"config": dict(net.config),
             "state_dict": {k: v.detach().clone().float() if v.is_floating_point() else v
                            for k, v in net.state_dict().items()},
-            "meta": json.dumps({k: v for k, v in meta.items() if k != "config"})}
+            "meta": json.dumps(meta)}
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     fname = name.replace("-", "_") + ".pt"
     torch.save(blob, WEIGHTS / fname)
@@ -44,11 +61,14 @@ def export(run: Path, name: str, description: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--name", default="lesionnet-v2")
-    p.add_argument("--description", default="2D U-Net (16 base channels, 4 levels, 1.5 mm), "
-                   "MedSeg 65 slices + synthetic; see models/README.md")
+    p.add_argument("--lesion-run", type=Path, default=None,
+                   help="a second run whose lesion head gives the lesions (a network pair)")
+    p.add_argument("--name", default="lesionnet-v3")
+    p.add_argument("--description", default="two 2D U-Nets (16 base channels, 4 levels, "
+                   "1.5 mm): lungs trained on MedSeg + synthetic, lesions on the 65 MedSeg "
+                   "slices; see models/README.md")
     a = p.parse_args()
-    print(export(a.run, a.name, a.description))
+    print(export(a.run, a.name, a.description, a.lesion_run))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ try:
 finally:
     sys.path.remove(str(REPO))
 
-from lesionquant.segment.model import LesionNet  # noqa: E402
+from lesionquant.segment.model import LesionNet, normalise_hu  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,43 @@ def test_unlabelled_slices_are_upright_and_in_hu(data_root):
         rows, cols = np.nonzero(hu >= np.percentile(hu, 99))  # bone, or the densest tissue
         assert rows.mean() > 0.5 * hu.shape[0], name  # the spine posterior
         assert abs(cols.mean() - hu.shape[1] / 2) < 0.15 * hu.shape[1], name
+
+
+def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypatch):
+    """``models.export --lesion-run``: the file holds the lung run's network and the lesion
+    run's network; loaded back (sha256 checked), it gives the first one's lungs and the
+    second one's lesions. An unfinished run is refused."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from models import export as E
+    finally:
+        sys.path.remove(str(REPO))
+    from lesionquant.segment.model import _weights
+    from lesionquant.segment.model._infer import predict_labels
+    from lesionquant.segment.model._net import NetPair
+
+    slices = _slices(phantom)
+    kw = dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0, synth_per_batch=1,
+              ckpt_every=1, threads=1, synth=slices, medseg=[])
+    lung_net = train(tmp_path / "lungs", **kw)
+    les_net = train(tmp_path / "lesions", **dict(kw, seed=5))
+    monkeypatch.setattr(E, "WEIGHTS", tmp_path / "w")
+    digest = E.export(tmp_path / "lungs", "pair-test", "test", tmp_path / "lesions")
+    monkeypatch.setattr(_weights, "_folder", lambda: tmp_path / "w")
+    _weights._load.cache_clear()
+    try:
+        model = _weights.load_model("cpu", "pair-test")
+    finally:
+        _weights._load.cache_clear()
+    assert model.sha256 == digest and isinstance(model.net, NetPair)
+    x = torch.from_numpy(np.stack([s.hu for s in slices]))[:, None]
+    with torch.inference_mode():
+        lung, les = model.net(normalise_hu(x))
+        a, b = lung_net.eval()(normalise_hu(x)), les_net.eval()(normalise_hu(x))
+    assert torch.equal(lung, a[0]) and torch.equal(les, b[1])
+    assert not torch.equal(les, a[1])  # the lesions are not the lung run's
+    labels = predict_labels(model.net, x[:, 0].numpy(), (2.2, 2.2))
+    assert labels[0].shape == labels[1].shape == x[:, 0].shape
+    train(tmp_path / "half", stop_after=1, **dict(kw, steps=3))
+    with pytest.raises(SystemExit, match="not finished"):
+        E.export(tmp_path / "half", "x", "x")

@@ -106,6 +106,40 @@ def test_cpu_inference_is_deterministic(phantom):
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
 
 
+def test_a_network_pair_runs_only_the_network_a_stage_needs(phantom, monkeypatch):
+    """With a :class:`NetPair`, the lung stage runs the lung network alone (the model's
+    lungs with the classical lesions pay for one network) and the lesion stage the lesion
+    network alone; the lesion stage of the same image reuses nothing of the lung one."""
+    from lesionquant.segment.model._net import LesionNet, NetPair
+
+    calls = []
+
+    class Counted(LesionNet):
+        def __init__(self, tag: str) -> None:
+            torch.manual_seed(len(tag))
+            super().__init__(base=4)
+            self.tag = tag
+
+        def forward(self, x):
+            calls.append(self.tag)
+            return super().forward(x)
+
+    pair = NetPair(Counted("lungs"), Counted("lesions")).eval()
+    fake = _weights.LoadedModel(net=pair, name="pair", sha256="f" * 64, device="cpu")
+    monkeypatch.setattr(_weights, "load_model", lambda device, name=None: fake)
+    _stages._last.clear()
+    try:
+        _stages._predict(phantom.image, "cpu", "pair", "lungs")
+        assert set(calls) == {"lungs"}
+        calls.clear()
+        _stages._predict(phantom.image, "cpu", "pair", "lungs")  # cached
+        assert calls == []
+        _stages._predict(phantom.image, "cpu", "pair", "lesions")
+        assert set(calls) == {"lesions"}
+    finally:
+        _stages._last.clear()
+
+
 def test_labels_follow_the_image_orientation(phantom):
     """The same anatomy stored with x reversed (direction -1) gives the same labels,
     reversed: the network always sees the scan upright in LPS."""

@@ -1,9 +1,14 @@
-"""The network: a compact 2D U-Net with two heads (lungs, lesions).
+"""The network: a compact 2D U-Net with two heads (lungs, lesions), alone or as a pair.
 
 Input: one axial slice (or a few adjacent ones, as channels) in HU, resampled to
 :data:`SPACING_MM` in-plane and normalised by :func:`normalise_hu`. Output: two logit maps,
 ``lungs`` (0 background, 1 right lung, 2 left lung; lesions count as lung) and ``lesions``
 (0 none, 1 ground-glass opacity, 2 consolidation: the experts' region class).
+
+:class:`NetPair` holds two such networks, one trained for each job: the lungs come from
+the first one's lung head and the lesions from the second one's lesion head (the lung
+stage runs only the first, the lesion stage only the second). :func:`build_net` makes
+either from the ``config`` stored with the weights.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "normalise_hu"]
+__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetPair", "build_net", "normalise_hu"]
 
 #: In-plane pixel size the network works at, mm.
 SPACING_MM = 1.5
@@ -85,3 +90,38 @@ class LesionNet(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, skips[-2::-1], strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
         return self.lung_head(x), self.lesion_head(x)
+
+
+class NetPair(nn.Module):
+    """Two :class:`LesionNet`: the lung head of ``lungs`` and the lesion head of ``lesions``.
+
+    Parameters
+    ----------
+    lungs, lesions : LesionNet
+        The network whose lung head gives the lungs, and the one whose lesion head gives
+        the lesions (each network's other head is not used).
+    """
+
+    def __init__(self, lungs: LesionNet, lesions: LesionNet) -> None:
+        super().__init__()
+        self.lungs = lungs
+        self.lesions = lesions
+        self.config = {"lungs": dict(lungs.config), "lesions": dict(lesions.config)}
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return max(self.lungs.multiple, self.lesions.multiple)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (N, C, H, W) normalised -> (lung logits of ``lungs``, lesion logits of
+        ``lesions``), each (N, 3, H, W)."""
+        return self.lungs(x)[0], self.lesions(x)[1]
+
+
+def build_net(config: dict) -> LesionNet | NetPair:
+    """The (untrained) network a weights file's ``config`` describes: a :class:`NetPair`
+    when it names ``lungs`` and ``lesions``, else a :class:`LesionNet`."""
+    if "lungs" in config and "lesions" in config:
+        return NetPair(LesionNet(**config["lungs"]), LesionNet(**config["lesions"]))
+    return LesionNet(**config)

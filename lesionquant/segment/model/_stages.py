@@ -1,8 +1,10 @@
 """The learned lung and lesion stages (``method="model"``).
 
-One forward pass of the network per scan gives both the lung and the lesion labels; the
-lung stage runs it and keeps the lesion labels for the lesion stage of the same image (a
-one-entry cache keyed by the image's voxels, geometry, device and weights).
+One forward pass of a two-headed network per scan gives both the lung and the lesion
+labels; the lung stage runs it and keeps the lesion labels for the lesion stage of the same
+image (a cache of the last image, keyed by its voxels, geometry, device and weights). With
+a network pair (:class:`~lesionquant.segment.model._net.NetPair`) each stage runs only its
+own network, so the model's lungs with the classical lesions cost one network.
 
 * Lungs: the lung head's lung pixels (either side; lesions are lung) inside the rib cage,
   without what the classical stage's tests of air call gas or outside air (stomach and
@@ -68,7 +70,7 @@ BATCH_SLICES = 8
 Z_STEP_MM = 2.0
 
 _lock = threading.Lock()
-_last: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+_last: dict[str, dict[str, np.ndarray]] = {}
 
 
 def _key(arr: np.ndarray, image: sitk.Image, device: str, name: str) -> str:
@@ -83,10 +85,16 @@ def _orientation(image: sitk.Image) -> str:
         image.GetDirection())
 
 
-def _predict(image: sitk.Image, device: str,
-             name: str | None) -> tuple[sitk.Image, np.ndarray, np.ndarray, str]:
-    """(upright LPS image, lung head labels, lesion head labels, weights sha256)."""
+def _predict(image: sitk.Image, device: str, name: str | None,
+             part: str) -> tuple[sitk.Image, np.ndarray, str]:
+    """(upright LPS image, labels of ``part`` on it, weights sha256); ``part`` is
+    ``"lungs"`` (the lung head) or ``"lesions"`` (the lesion head).
+
+    A :class:`~lesionquant.segment.model._net.LesionNet` gives both parts in one forward
+    pass; a :class:`~lesionquant.segment.model._net.NetPair` runs only the network of the
+    part asked for. The labels of the last image are kept for the other stage."""
     from lesionquant.segment.model._infer import predict_labels
+    from lesionquant.segment.model._net import NetPair
     from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
 
     name = name or DEFAULT_WEIGHTS
@@ -95,17 +103,21 @@ def _predict(image: sitk.Image, device: str,
     hu = sitk.GetArrayViewFromImage(upright)
     key = _key(hu, upright, device, name)
     with _lock:
-        hit = _last.get(key)
+        hit = _last.get(key, {}).get(part)
     if hit is None:
+        net = getattr(model.net, part) if isinstance(model.net, NetPair) else model.net
         sx, sy, sz = upright.GetSpacing()
-        lung, lesion = predict_labels(model.net, hu, (sy, sx), device=device,
+        lung, lesion = predict_labels(net, hu, (sy, sx), device=device,
                                       batch=BATCH_SLICES, spacing_z_mm=sz,
                                       z_step_mm=Z_STEP_MM)
-        hit = (lung, lesion, model.sha256)
+        both = {"lungs": lung, "lesions": lesion}
+        new = {part: both[part]} if isinstance(model.net, NetPair) else both
         with _lock:
-            _last.clear()
-            _last[key] = hit
-    return upright, *hit
+            entry = _last.get(key, {})
+            _last.clear()  # the last image only
+            _last[key] = {**entry, **new}
+        hit = new[part]
+    return upright, hit, model.sha256
 
 
 def _back(arr: np.ndarray, upright: sitk.Image, image: sitk.Image) -> np.ndarray:
@@ -138,7 +150,8 @@ def model_labels(image: sitk.Image, device: str = "cpu",
     sha256 : str
         sha256 of the weights that made them.
     """
-    upright, lung, lesion, sha = _predict(image, device, name)
+    upright, lung, sha = _predict(image, device, name, "lungs")
+    _, lesion, _ = _predict(image, device, name, "lesions")
     return _back(lung, upright, image), _back(lesion, upright, image), sha
 
 
@@ -273,7 +286,7 @@ def _like(arr: np.ndarray, image: sitk.Image) -> sitk.Image:
 def segment_lungs_model(image: sitk.Image, settings: Settings | None = None, *,
                         device: str = "cpu") -> sitk.Image:
     """Lung labels (0 background, 1 right, 2 left) by the network; see the module notes."""
-    upright, lung, _, _ = _predict(image, device, None)
+    upright, lung, _ = _predict(image, device, None, "lungs")
     hu = sitk.GetArrayViewFromImage(upright)
     sides = _lung_sides(lung, hu, upright.GetSpacing()[::-1])  # x index towards the left
     return _like(_back(sides, upright, image), image)
@@ -283,7 +296,8 @@ def lesion_mask_model(image: sitk.Image, device: str = "cpu") -> sitk.Image:
     """The lesion head's lesion pixels (GGO or consolidation) as a 0/1 ``sitkUInt8`` image in
     the geometry of ``image``: the learned lesion stage of the segment contract (the common
     steps then keep it inside the lungs, drop small parts and split it by HU)."""
-    _, lesion_cls, _ = model_labels(image, device)
+    upright, lesion_cls, _ = _predict(image, device, None, "lesions")
+    lesion_cls = _back(lesion_cls, upright, image)
     return _like((lesion_cls > 0).astype(np.uint8), image)
 
 
@@ -308,7 +322,8 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
     s = settings or Settings()
-    _, lesion_cls, _ = model_labels(image, device)
+    upright, lesion_cls, _ = _predict(image, device, None, "lesions")
+    lesion_cls = _back(lesion_cls, upright, image)
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
     lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
     lesion = drop_small((lesion_cls > 0) & (lung > 0),

@@ -30,7 +30,7 @@ DEFAULT_WEIGHTS = "lesionnet-v2"
 class LoadedModel:
     """A network ready to run: the module (eval mode, on ``device``) and its identity."""
 
-    net: object  # LesionNet; typed loosely so this module imports without torch
+    net: object  # LesionNet or NetPair; typed loosely so this module imports without torch
     name: str
     sha256: str
     device: str
@@ -98,7 +98,7 @@ def load_model(device: str = "cpu", name: str = DEFAULT_WEIGHTS) -> LoadedModel:
 def _load(device: str, name: str) -> LoadedModel:
     import torch
 
-    from lesionquant.segment.model._net import LesionNet
+    from lesionquant.segment.model._net import build_net
 
     info = weights_info(name)
     path = weights_path(name)
@@ -110,7 +110,7 @@ def _load(device: str, name: str) -> LoadedModel:
                            f"{info['sha256'][:12]}...", source=path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        net = LesionNet(**blob["config"])
+        net = build_net(blob["config"])
         net.load_state_dict(blob["state_dict"])
     except Exception as exc:
         raise WeightsError(f"cannot load the weights ({exc})", source=path) from exc

@@ -1,0 +1,19 @@
+#!/bin/sh
+# The lesion network of lesionnet-v3: the lesionnet-v2 architecture trained on the 65
+# MedSeg expert slices alone (8 a step, no synthetic slices), the shipped model and the
+# 5 cross-validation folds, two runs at a time (one thread each). Its lung head is not
+# used: lesionnet-v3 takes the lungs from lesionnet-v2's lung head (models/README.md).
+# Every run checkpoints every 25 steps and resumes: rerun this script after an
+# interruption. Then:
+#   python -m models.export models/runs/final --name lesionnet-v3 --lesion-run models/runs/mo_final
+#   python -m models.evaluate_model medseg --prefix mo_
+set -e
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-1500}
+ARGS="--steps $STEPS --val-every 250 --crop 160 --medseg 8 --synth 0 --base 16 --seed 0 --threads 1 --synthetic all"
+PY=${PYTHON:-python}
+mkdir -p models/runs
+run() { $PY -m models.train --run "models/runs/mo_$1" --fold "$2" $ARGS > "models/runs/mo_$1.log" 2>&1; }
+( run fold0 0; run fold1 1; run fold4 4 ) &
+( run fold2 2; run fold3 3; run final -1 ) &
+wait
