@@ -106,11 +106,14 @@ def _model_lungs_classical_lesions(image: sitk.Image, lung_head: np.ndarray) -> 
         return np.zeros(sides.shape[1:], np.uint8)
 
 
-def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = None) -> dict:
+def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = None,
+           figure: Path | None = None) -> dict:
     """The cross-validated MedSeg table (see the module docstring); the fold runs are
     ``runs / f"{prefix}fold{k}"``. With ``lung_prefix`` the lungs ("pipeline" and
     "model_lungs" rows) come from the lung head of ``runs / f"{lung_prefix}fold{k}"`` (a
-    network pair, as ``models.export --lesion-run``), the lesions from the first run."""
+    network pair, as ``models.export --lesion-run``), the lesions from the first run.
+    ``figure``: a PNG of one held-out slice a fold (the fold's median true lesion area),
+    expert / this model / the ``lung_prefix`` runs' own lesion head / classical."""
     from lesionquant.api import quantify
     from lesionquant.errors import LesionQuantError
     from lesionquant.settings import Settings
@@ -118,6 +121,10 @@ def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = N
     ids = D.medseg_ids()
     fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
     slices = {s.name: s for s in D.load_medseg(ids)}
+    shown: dict[str, dict[str, np.ndarray]] = {}
+    for block in D.folds(ids, k):  # a typical slice of every fold, chosen by the truth
+        area = sorted(block, key=lambda i: int((slices[i].lesion > 0).sum()))
+        shown[area[len(area) // 2]] = {}
     rows = []
     for f in range(k):
         if not (runs / f"{prefix}fold{f}" / "val.json").exists():  # not (fully) trained
@@ -142,6 +149,12 @@ def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = N
             variants["classical"] = {"lesion": cl >= 3, "ggo": cl == 3, "cons": cl == 4}
             ml = _model_lungs_classical_lesions(image, lung)
             variants["model_lungs"] = {"lesion": ml >= 3, "ggo": ml == 3, "cons": ml == 4}
+            if sid in shown:
+                shown[sid] = {"expert": truth, "model": les[0],
+                              "classical": np.where(cl >= 3, cl - 2, 0)}
+                if lung_net is not net:
+                    shown[sid]["other"] = predict_labels(lung_net, s.hu[None],
+                                                         (s.mm, s.mm))[1][0]
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for v, masks in variants.items():
                 row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
@@ -159,7 +172,54 @@ def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = N
                    "lungs": f"{prefix if lung_prefix is None else lung_prefix}fold<k>"}
     (RESULTS / f"medseg_cv_{runs.name}{'_' + prefix.rstrip('_') if prefix else ''}.json"
      ).write_text(json.dumps(out, indent=1))
+    if figure is not None:
+        _medseg_figure(figure, slices, shown, rows, prefix, lung_prefix)
     return out
+
+
+def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], prefix: str,
+                   lung_prefix: str | None) -> None:
+    """Rows: the ``shown`` slices; columns: CT, expert, the fold models, classical (GGO
+    yellow, consolidation magenta; lesion Dice in the titles)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dice_of = {r["slice"]: r for r in rows}
+    names = {"": "lesionnet-v2", "mo_": "lesionnet-v3 (MedSeg-only lesion net)",
+             "p2_": "v2 + real negatives", "ssl_": "v2 + self-training"}
+    cols = [("expert", "expert (MedSeg)", None),
+            ("model", names.get(prefix, prefix), "model_head_learned"),
+            ("other", names.get(lung_prefix or "", lung_prefix or ""), None),
+            ("classical", "classical", "classical")]
+    cols = [c for c in cols if all(c[0] in v for v in shown.values() if v)]
+    ids = [i for i in shown if shown[i]]
+    fig, axes = plt.subplots(len(ids), len(cols) + 1, figsize=(3.2 * (len(cols) + 1),
+                                                                 3.3 * len(ids)), squeeze=False)
+    colours = np.array([[0, 0, 0, 0], [1, 0.85, 0, 0.55], [1, 0, 1, 0.6]])
+    for r, sid in enumerate(ids):
+        hu = slices[sid].hu
+        axes[r, 0].imshow(hu, cmap="gray", vmin=-1350, vmax=150)
+        axes[r, 0].set_title(f"MedSeg {sid} (lung window)", fontsize=9)
+        for c, (key, title, variant) in enumerate(cols, start=1):
+            lab = shown[sid][key].astype(int)
+            if key == "other":
+                d = dice(slices[sid].lesion > 0, lab > 0)
+            else:
+                d = dice_of[sid][variant]["lesion"]["dice"] if variant else None
+            axes[r, c].imshow(hu, cmap="gray", vmin=-1350, vmax=150)
+            axes[r, c].imshow(colours[np.clip(lab, 0, 2)])
+            axes[r, c].set_title(title + (f"\nlesion Dice {d:.2f}" if d is not None else ""),
+                                 fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle("MedSeg expert slices, each scored by the fold model that did not train on "
+                 "it; GGO yellow, consolidation magenta", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def medseg_markdown(out: dict) -> str:
@@ -266,6 +326,11 @@ def synthetic(figures: Path | None, n_cases: int = 2) -> dict:
         fig = figures / method if figures is not None else None
         t = tcia_table(D.DATA / "tcia-covid19-ny-sbu-axial-slices", fig, _settings(method))
         out["tcia"] += [{"method": method, **r} for r in t.rows]
+    if figures is not None:
+        from lesionquant.evaluate import TCIA_CONSOLIDATED, TCIA_CONTROL
+
+        for name in (*TCIA_CONSOLIDATED, TCIA_CONTROL[0]):
+            stack_methods(figures, name, METHODS)
     man = json.loads((D.REPO / "sample_scans" / "manifest.json").read_text())
     for case in man["cases"]:
         rows = _both(D.REPO / "sample_scans" / case["dicom"], None, 0.0,
@@ -274,10 +339,47 @@ def synthetic(figures: Path | None, n_cases: int = 2) -> dict:
             r["lesion_err_pp"] = r["lesion_pct"] - case["lesion_pct"]
         out["samples"] += rows
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "synthetic" if METHODS == ("model", "classical") else "synthetic_" + "_".join(METHODS)
+    # both methods (and any combination beside them): the base file; fewer: a file whose
+    # rows replace those methods' rows of the base file in ``report``
+    name = ("synthetic" if {"model", "classical"} <= set(METHODS)
+            else "synthetic_" + "_".join(METHODS))
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
     for name, rows in out.items():
         print(f"\n### {name}\n\n{_table(rows)}", flush=True)
+    return out
+
+
+#: Panel titles of the overlays stacked by :func:`stack_methods`.
+METHOD_TITLES = {
+    "classical": "classical method",
+    "model": "learned model (lesionnet-v3: v2 lungs, MedSeg-trained lesions)",
+    "model_lungs": "model lungs + classical HU-band lesions (--lungs model)",
+    "hybrid": "classical lungs + model lesions (--lesions model)",
+}
+
+
+def stack_methods(figures: Path, name: str, methods: tuple[str, ...]) -> Path:
+    """The overlays ``figures/<method>/pipeline_tcia_<name>.png`` of ``methods``, one
+    above the other with the method named (in the order of :data:`METHOD_TITLES`), as
+    ``figures/tcia_<name>_methods.png``."""
+    order = list(METHOD_TITLES)
+    methods = tuple(sorted(methods, key=lambda m: order.index(m) if m in order else 99))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [plt.imread(figures / m / f"pipeline_tcia_{name}.png") for m in methods]
+    h = sum(p.shape[0] / p.shape[1] * 8 for p in panels) + 0.45 * len(panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, h), squeeze=False)
+    for ax, m, img in zip(axes[:, 0], methods, panels, strict=True):
+        ax.imshow(img)
+        ax.set_axis_off()
+        ax.set_title(METHOD_TITLES.get(m, m), loc="left", fontsize=13, fontweight="bold")
+    fig.tight_layout()
+    out = figures / f"tcia_{name}_methods.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
     return out
 
 
@@ -372,7 +474,8 @@ def main() -> None:
     p.add_argument("--lung-prefix", default=None,
                    help="medseg: lungs from <runs>/<lung-prefix>fold<k> (a network pair; "
                    "lesionnet-v3: --prefix mo_ --lung-prefix '')")
-    p.add_argument("--figures", type=Path, default=None)
+    p.add_argument("--figures", type=Path, default=None,
+                   help="synthetic: overlays folder; medseg: the PNG of one slice a fold")
     p.add_argument("--cases", type=int, default=2,
                    help="synthetic: report and shifted cases each (phantoms, per host)")
     p.add_argument("--threads", type=int, default=1)
@@ -380,7 +483,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "medseg":
-        print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix)))
+        print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix,
+                                     figure=a.figures)))
     elif a.what == "report":
         # synthetic.json holds both methods; a synthetic_<methods>.json (methods measured
         # again, e.g. new weights or lung stage) replaces those methods' rows. By name,
