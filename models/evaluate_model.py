@@ -216,9 +216,9 @@ def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], pref
         ax.set_axis_off()
     fig.suptitle("MedSeg expert slices, each scored by the fold model that did not train on "
                  "it; GGO yellow, consolidation magenta", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    _save_small(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -378,9 +378,23 @@ def stack_methods(figures: Path, name: str, methods: tuple[str, ...]) -> Path:
         ax.set_title(METHOD_TITLES.get(m, m), loc="left", fontsize=13, fontweight="bold")
     fig.tight_layout()
     out = figures / f"tcia_{name}_methods.png"
-    fig.savefig(out, dpi=100)
+    _save_small(fig, out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _save_small(fig, path: Path, dpi: int) -> None:
+    """``fig`` as a 256-colour PNG (a third of the bytes of the RGBA one; the overlays use
+    a handful of colours)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def _settings(method: str):

@@ -216,6 +216,23 @@ def test_the_built_wheel_holds_the_weights(tmp_path):
     assert len(blob) < 20e6
 
 
+def test_one_part_gives_the_same_labels_as_both(phantom):
+    """``predict_labels(parts=(p,))`` resamples only that head's logits: the same labels as
+    asking for both, on every slice and with the logits interpolated along z."""
+    from lesionquant.segment.model._infer import predict_labels
+
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    sx, sy, _ = phantom.image.GetSpacing()
+    net = load_model("cpu").net
+    for z_mm in (None, 0.5):  # every slice; every 4th slice run, the others interpolated
+        both = predict_labels(net, hu, (sy, sx), spacing_z_mm=z_mm)
+        lung, none = predict_labels(net, hu, (sy, sx), spacing_z_mm=z_mm, parts=("lungs",))
+        none2, les = predict_labels(net, hu, (sy, sx), spacing_z_mm=z_mm, parts=("lesions",))
+        assert none is None and none2 is None
+        assert np.array_equal(lung, both[0]) and np.array_equal(les, both[1])
+        assert (les > 0).any() and (lung > 0).any()
+
+
 def test_only_the_body_box_goes_through_the_network(phantom):
     """A wide field of view (the phantom padded with 40 mm of air on every side) gives the
     same labels inside the phantom as the tight one, and background in the air."""

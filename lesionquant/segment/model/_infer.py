@@ -83,16 +83,32 @@ def _argmax3(x: torch.Tensor) -> np.ndarray:
     return out.to(torch.uint8).numpy()
 
 
-def _labels(logits: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+#: Logit channels of each part: the lung head's and the lesion head's.
+PARTS = {"lungs": slice(0, 3), "lesions": slice(3, 6)}
+
+
+def _keep(parts: tuple[str, ...]) -> slice:
+    """The logit channels ``parts`` need: one head's 3, or all 6."""
+    return PARTS[parts[0]] if len(parts) == 1 else slice(0, 6)
+
+
+def _labels(logits: torch.Tensor, size: tuple[int, int],
+            parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Labels of ``parts`` from the (N, C, h, w) logits of :func:`_keep` (C = 3 for one
+    part, 6 for both), resampled to ``size`` first."""
     if tuple(logits.shape[2:]) != size:
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    return _argmax3(logits[:, :3]), _argmax3(logits[:, 3:])
+    if len(parts) == 1:
+        return {parts[0]: _argmax3(logits)}
+    return {p: _argmax3(logits[:, c]) for p, c in PARTS.items() if p in parts}
 
 
 @torch.inference_mode()
 def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, float], *,
                    device: str = "cpu", batch: int = 8, spacing_z_mm: float | None = None,
-                   z_step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+                   z_step_mm: float = 2.0,
+                   parts: tuple[str, ...] = ("lungs", "lesions")
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The most probable lung and lesion class of every pixel of every slice.
 
     Parameters
@@ -112,37 +128,48 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
         (:func:`slices_to_run`). ``None``: every slice.
     z_step_mm : float
         Largest distance between slices the network runs on, mm.
+    parts : tuple of str
+        The labels wanted, of ``"lungs"`` and ``"lesions"``; only their logits are
+        resampled to the input grid (half the work for one part).
 
     Returns
     -------
-    lung, lesion : (Z, Y, X) ndarray of uint8
+    lung, lesion : (Z, Y, X) ndarray of uint8, or None when not in ``parts``
         Lung (0 background, 1 right, 2 left) and lesion (0 none, 1 GGO, 2 consolidation)
         labels; the lesion labels are not restricted to the lung here.
     """
     rows, cols = body_box(hu, spacing_yx)
     if hu[:, rows, cols].shape[1:] != hu.shape[1:]:
-        lung = np.zeros(hu.shape, np.uint8)
-        lesion = np.zeros(hu.shape, np.uint8)
-        lung[:, rows, cols], lesion[:, rows, cols] = predict_labels(
-            net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
-            spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm)
-        return lung, lesion
+        inner = predict_labels(net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
+                               spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts)
+        out = []
+        for part, lab in zip(PARTS, inner, strict=True):
+            full = None
+            if part in parts:
+                full = np.zeros(hu.shape, np.uint8)
+                full[:, rows, cols] = lab
+            out.append(full)
+        return out[0], out[1]
     z, y, x = hu.shape
     size = (max(1, round(y * spacing_yx[0] / SPACING_MM)),
             max(1, round(x * spacing_yx[1] / SPACING_MM)))
     run = slices_to_run(z, spacing_z_mm, z_step_mm)
-    lung = np.empty((z, y, x), np.uint8)
-    lesion = np.empty((z, y, x), np.uint8)
+    labels = {p: np.empty((z, y, x), np.uint8) for p in parts}
+
+    def put(sl: slice, logits: torch.Tensor) -> None:
+        for p, lab in _labels(logits, (y, x), parts).items():
+            labels[p][sl] = lab
+
+    keep = _keep(parts)
     if len(run) == z:  # every slice: label each batch as it comes
         for i in range(0, z, batch):
             t = torch.from_numpy(np.ascontiguousarray(hu[i:i + batch], dtype=np.float32))
-            lung[i:i + batch], lesion[i:i + batch] = _labels(
-                _net_logits(net, t[:, None], size, device), (y, x))
-        return lung, lesion
-    logits = torch.empty((len(run), 6, *size), dtype=torch.float32)
+            put(slice(i, i + batch), _net_logits(net, t[:, None], size, device)[:, keep])
+        return labels.get("lungs"), labels.get("lesions")
+    logits = torch.empty((len(run), keep.stop - keep.start, *size), dtype=torch.float32)
     for i in range(0, len(run), batch):
         t = torch.from_numpy(np.ascontiguousarray(hu[run[i:i + batch]], dtype=np.float32))
-        logits[i:i + batch] = _net_logits(net, t[:, None], size, device)
+        logits[i:i + batch] = _net_logits(net, t[:, None], size, device)[:, keep]
     # every slice between two run slices a <= k <= b: logits (1 - w) L[a] + w L[b]
     hi = np.clip(np.searchsorted(run, np.arange(z)), 1, len(run) - 1)
     lo = hi - 1
@@ -150,6 +177,5 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     for i in range(0, z, batch):
         sl = slice(i, i + batch)
         wi = w[sl].view(-1, 1, 1, 1)
-        mixed = (1 - wi) * logits[lo[sl]] + wi * logits[hi[sl]]
-        lung[sl], lesion[sl] = _labels(mixed, (y, x))
-    return lung, lesion
+        put(sl, (1 - wi) * logits[lo[sl]] + wi * logits[hi[sl]])
+    return labels.get("lungs"), labels.get("lesions")

@@ -105,13 +105,15 @@ def _predict(image: sitk.Image, device: str, name: str | None,
     with _lock:
         hit = _last.get(key, {}).get(part)
     if hit is None:
-        net = getattr(model.net, part) if isinstance(model.net, NetPair) else model.net
+        pair = isinstance(model.net, NetPair)
+        net = getattr(model.net, part) if pair else model.net
+        parts = (part,) if pair else ("lungs", "lesions")
         sx, sy, sz = upright.GetSpacing()
         lung, lesion = predict_labels(net, hu, (sy, sx), device=device,
                                       batch=BATCH_SLICES, spacing_z_mm=sz,
-                                      z_step_mm=Z_STEP_MM)
+                                      z_step_mm=Z_STEP_MM, parts=parts)
         both = {"lungs": lung, "lesions": lesion}
-        new = {part: both[part]} if isinstance(model.net, NetPair) else both
+        new = {p: both[p] for p in parts}
         with _lock:
             entry = _last.get(key, {})
             _last.clear()  # the last image only
