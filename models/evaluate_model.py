@@ -2,6 +2,7 @@
 
     python -m models.evaluate_model medseg    # cross-validated MedSeg table (fold runs)
     python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
+    python -m models.evaluate_model healthy --lesion-runs mo_fold0,mc_fold0  # false lesion
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v3, a network pair: ``--prefix mo_
@@ -268,6 +269,38 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
     return rows
 
 
+def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[dict]:
+    """False lesion on the real CTs without COVID-19 (``normal_table``, ``method="model"``)
+    with the lungs of ``lung_run`` and the lesions of each run in ``names`` (fold runs
+    too: none of these CTs is in any training), beside each run's held-out MedSeg Dice."""
+    from lesionquant.evaluate import normal_table
+    from lesionquant.segment.model import _stages, _weights
+    from lesionquant.segment.model._net import NetPair
+    from lesionquant.settings import Settings
+
+    lungs = _load_run(runs / lung_run)
+    real_load = _weights.load_model
+    out = []
+    try:
+        for name in names:
+            pair = NetPair(lungs, _load_run(runs / name)).eval()
+            fake = _weights.LoadedModel(net=pair, name=f"run:{name}", sha256="0" * 64,
+                                        device="cpu")
+            _weights.load_model = lambda device="cpu", n=None, fake=fake: fake
+            _stages._last.clear()
+            t = normal_table(D.DATA, Settings(method="model", device="cpu"))
+            val_path = runs / name / "val.json"
+            val = json.loads(val_path.read_text())["summary"] if val_path.exists() else {}
+            row = {"run": name, **{f"medseg_{k}": v for k, v in val.items()}}
+            row.update({f"false_lesion_pct:{r['scan']}": r["false_lesion_pct"] for r in t.rows})
+            out.append(row)
+            logger.info("%s", row)
+    finally:
+        _weights.load_model = real_load
+        _stages._last.clear()
+    return out
+
+
 def _family_hosts(n: int) -> list[tuple[str, object]]:
     """(family, case) pairs inserted into every host: ``n`` report and ``n`` shifted."""
     from lesionquant.synth import family_cases
@@ -476,8 +509,11 @@ def _table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["medseg", "synthetic", "report"],
-                   help="report: the acceptance tables from models/results/synthetic*.json")
+    p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy"],
+                   help="report: the acceptance tables from models/results/synthetic*.json; "
+                   "healthy: false lesion of --lesion-runs with the final lung network")
+    p.add_argument("--lesion-runs", default="",
+                   help="healthy: comma-separated run names, e.g. mo_fold0,mc_fold0")
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid "
                    "(classical lungs, model lesions), model_lungs (model lungs, classical "
@@ -496,7 +532,10 @@ def main() -> None:
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
-    if a.what == "medseg":
+    if a.what == "healthy":
+        rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n])
+        print(_table(rows))
+    elif a.what == "medseg":
         print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix,
                                      figure=a.figures)))
     elif a.what == "report":

@@ -6,14 +6,18 @@
 # Every run checkpoints every 25 steps and resumes: rerun this script after an
 # interruption. Then:
 #   python -m models.export models/runs/final --name lesionnet-v3 --lesion-run models/runs/mo_final
-#   python -m models.evaluate_model medseg --prefix mo_
+#   python -m models.evaluate_model medseg --prefix mo_ --lung-prefix ''
+# Variants: PREFIX names the runs, EXTRA adds training options; the coarse-pixel
+# augmentation under test (models/README.md):
+#   PREFIX=mc_ EXTRA="--coarse 0.2" sh models/run_lesion_medseg.sh
 set -e
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-1500}
-ARGS="--steps $STEPS --val-every 250 --crop 160 --medseg 8 --synth 0 --base 16 --seed 0 --threads 1 --synthetic all"
+PREFIX=${PREFIX:-mo_}
+ARGS="--steps $STEPS --val-every 250 --crop 160 --medseg 8 --synth 0 --base 16 --seed 0 --threads 1 --synthetic all ${EXTRA:-}"
 PY=${PYTHON:-python}
 mkdir -p models/runs
-run() { $PY -m models.train --run "models/runs/mo_$1" --fold "$2" $ARGS > "models/runs/mo_$1.log" 2>&1; }
+run() { $PY -m models.train --run "models/runs/$PREFIX$1" --fold "$2" $ARGS >> "models/runs/$PREFIX$1.log" 2>&1; }
 ( run fold0 0; run fold1 1; run fold4 4 ) &
 ( run fold2 2; run fold3 3; run final -1 ) &
 wait
