@@ -152,9 +152,17 @@ def model_labels(image: sitk.Image, device: str = "cpu",
     sha256 : str
         sha256 of the weights that made them.
     """
-    upright, lung, sha = _predict(image, device, name, "lungs")
-    _, lesion, _ = _predict(image, device, name, "lesions")
-    return _back(lung, upright, image), _back(lesion, upright, image), sha
+    lung, sha = _part_labels(image, device, "lungs", name)
+    lesion, _ = _part_labels(image, device, "lesions", name)
+    return lung, lesion, sha
+
+
+def _part_labels(image: sitk.Image, device: str, part: str,
+                 name: str | None = None) -> tuple[np.ndarray, str]:
+    """Labels of ``part`` (:func:`_predict`) in the image's own index order, and the
+    weights' sha256."""
+    upright, labels, sha = _predict(image, device, name, part)
+    return _back(labels, upright, image), sha
 
 
 def _inside_cage(mask: np.ndarray, hu: np.ndarray,
@@ -298,8 +306,7 @@ def lesion_mask_model(image: sitk.Image, device: str = "cpu") -> sitk.Image:
     """The lesion head's lesion pixels (GGO or consolidation) as a 0/1 ``sitkUInt8`` image in
     the geometry of ``image``: the learned lesion stage of the segment contract (the common
     steps then keep it inside the lungs, drop small parts and split it by HU)."""
-    upright, lesion_cls, _ = _predict(image, device, None, "lesions")
-    lesion_cls = _back(lesion_cls, upright, image)
+    lesion_cls, _ = _part_labels(image, device, "lesions")
     return _like((lesion_cls > 0).astype(np.uint8), image)
 
 
@@ -324,8 +331,7 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
     s = settings or Settings()
-    upright, lesion_cls, _ = _predict(image, device, None, "lesions")
-    lesion_cls = _back(lesion_cls, upright, image)
+    lesion_cls, _ = _part_labels(image, device, "lesions")
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
     lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
     lesion = drop_small((lesion_cls > 0) & (lung > 0),
