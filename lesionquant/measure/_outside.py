@@ -28,6 +28,7 @@ import scipy.ndimage as ndi
 
 from lesionquant._hull import slice_hulls as _hulls
 from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
+from lesionquant.segment._grid import bbox, pad_voxels, within
 
 __all__ = ["dense_outside_lung_ml"]
 
@@ -64,17 +65,28 @@ def dense_outside_lung_ml(hu: np.ndarray, labels: np.ndarray,
     zs = np.flatnonzero(lung.any(axis=(1, 2)))
     sub = (slice(int(zs[0]), int(zs[-1]) + 1, step[2]), slice(None, None, step[1]),
            slice(None, None, step[0]))
-    a = np.asarray(hu[sub], np.float32)
-    lu = lung[sub]
-    cage = _hulls(a > BONE_HU)
+    lu_all = lung[sub]
+    # Only voxels within NEAR_MM of the lung can be flagged: the work runs in the lung's
+    # box padded by NEAR_MM (z) and NEAR_MM + WALL_MM (in-plane), where the rib cage's
+    # inner distance is exact for every voxel that can be flagged (a cage edge within
+    # WALL_MM of it lies in the box). The cage hull is of whole slices (the ribs reach
+    # beyond the box); the row-wise mediastinum and the midline use absolute columns.
+    near_vox = pad_voxels(NEAR_MM, (sz, sy, sx))
+    wall_vox = pad_voxels(NEAR_MM + WALL_MM, (sz, sy, sx))
+    zb, yb, xb = bbox(lu_all, (near_vox[0], wall_vox[1], wall_vox[2]))
+    a_full = np.asarray(hu[sub][zb], np.float32)
+    cage = _hulls(a_full > BONE_HU)[:, yb, xb]
+    a = a_full[:, yb, xb]
+    lu = lu_all[zb, yb, xb]
     inner = ndi.distance_transform_edt(cage, sampling=(1e3, sy, sx)) > WALL_MM
-    near = ndi.distance_transform_edt(~lu, sampling=(sz, sy, sx)) <= NEAR_MM
+    near = within(lu, NEAR_MM, (sz, sy, sx))
     # each lung's own hull (its hilum and fissures), and per image row the span between
     # the right lung's medial edge and the left lung's (mediastinum, heart, spine)
-    lab = labels[sub]
-    nx = a.shape[2]
+    lab = labels[sub][zb, yb, xb]
+    nx = lu.shape[2]
     xs = np.arange(nx)
-    right = (lab == Label.RIGHT_LUNG) | (np.isin(lab, LESION_LABELS) & (xs < nx // 2))
+    mid = lu_all.shape[2] // 2 - xb.start  # the image's midline, in the box's columns
+    right = (lab == Label.RIGHT_LUNG) | (np.isin(lab, LESION_LABELS) & (xs < mid))
     left = lu & ~right
     r_max = np.where(right.any(axis=2), nx - 1 - np.argmax(right[..., ::-1], axis=2), -1)
     l_min = np.where(left.any(axis=2), np.argmax(left, axis=2), nx)

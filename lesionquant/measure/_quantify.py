@@ -95,13 +95,10 @@ def measure_labels(
     cons = labels == Label.CONSOLIDATION
     out.update(_volumes("", int(lung.sum()), int(ggo.sum()), int(cons.sum()), voxel_ml))
     # Per-slice counts (z, side) make the per-lung and per-zone numbers cheap.
-    z_idx = np.broadcast_to(np.arange(labels.shape[0])[:, None, None], labels.shape)
     scores = []
     for name, value in _SIDES:
         in_side = side == value
-        zl = np.bincount(z_idx[in_side & lung], minlength=labels.shape[0])
-        zg = np.bincount(z_idx[in_side & ggo], minlength=labels.shape[0])
-        zc = np.bincount(z_idx[in_side & cons], minlength=labels.shape[0])
+        zl, zg, zc = (np.count_nonzero(in_side & m, axis=(1, 2)) for m in (lung, ggo, cons))
         out.update(_volumes(f"{name}_", int(zl.sum()), int(zg.sum()), int(zc.sum()), voxel_ml))
         present = np.flatnonzero(zl)
         if present.size:
