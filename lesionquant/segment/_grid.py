@@ -48,19 +48,39 @@ def block_mean(
     fov_fraction : (Z', Y', X') ndarray of float32
         Fraction of each block inside the field of view.
     """
-    fz, fy, fx = factors
     z, y, x = hu.shape
-    pads = ((0, -z % fz), (0, -y % fy), (0, -x % fx))
-    a = hu.astype(np.float32)
-    np.maximum(a, -1000.0, out=a)
-    fov = (hu > PADDING_HU).view(np.uint8)
+    pads = ((0, -z % factors[0]), (0, -y % factors[1]), (0, -x % factors[2]))
     if any(p[1] for p in pads):
-        a = np.pad(a, pads, mode="edge")
-        fov = np.pad(fov, pads, mode="edge")
-    shape = (a.shape[0] // fz, fz, a.shape[1] // fy, fy, a.shape[2] // fx, fx)
-    mean = a.reshape(shape).mean(axis=(1, 3, 5), dtype=np.float32)
-    fovm = fov.reshape(shape).sum(axis=(1, 3, 5), dtype=np.float32) / float(fz * fy * fx)
-    return mean, fovm
+        hu = np.pad(hu, pads, mode="edge")
+    n = float(np.prod(factors))
+    # strided sums, one axis at a time, the first on the full-resolution voxels (clamped at
+    # -1000 HU): no full-size float copy and no 6-d reduction; sums of integer HU are
+    # exact in float32, so the means are the 6-d reshape mean's to the bit (float HU to
+    # float32 rounding)
+    total = _block_sum(hu, factors, lambda v: np.maximum(v.astype(np.float32), -1000.0))
+    inside = _block_sum(hu, factors, lambda v: (v > PADDING_HU).astype(np.float32))
+    return total / np.float32(n), inside / np.float32(n)
+
+
+def _block_sum(a: np.ndarray, factors: tuple[int, int, int], first) -> np.ndarray:
+    """Sums of ``first(a)`` over blocks of ``factors`` voxels (``a``'s shape a multiple of
+    them); ``first`` maps a full-resolution slab to float32."""
+    fz = factors[0]
+    acc = first(a[0::fz])
+    for k in range(1, fz):
+        acc += first(a[k::fz])
+    for axis, f in ((1, factors[1]), (2, factors[2])):
+        if f > 1:
+            idx = [slice(None)] * 3
+            parts = []
+            for k in range(f):
+                idx[axis] = slice(k, None, f)
+                parts.append(acc[tuple(idx)])
+            out = parts[0].copy()
+            for part in parts[1:]:
+                out += part
+            acc = out
+    return acc
 
 
 def block_upsample(

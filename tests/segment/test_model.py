@@ -233,6 +233,46 @@ def test_one_part_gives_the_same_labels_as_both(phantom):
         assert (les > 0).any() and (lung > 0).any()
 
 
+def test_the_lesion_network_in_the_lung_box_matches_the_whole_image(phantom):
+    """``predict_labels(box=...)`` runs only the slices and network pixels that cover the box
+    (sampled as on the whole image): inside the box the labels are the whole run's (the
+    context beyond the box is all that differs), outside its network pixels there is no
+    lesion; the pipeline's lung box (``_lung_box``) is the lungs' box widened in-plane."""
+    from lesionquant.segment.model._infer import _grid_crop, predict_labels
+
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    sx, sy, _ = phantom.image.GetSpacing()
+    net = load_model("cpu").net
+    net = getattr(net, "lesions", net)  # a network pair's lesion network
+    for z_mm in (None, 1.0):  # every slice; every other slice run, the others interpolated
+        _, whole = predict_labels(net, hu, (sy, sx), spacing_z_mm=z_mm, parts=("lesions",))
+        box = (slice(5, 17), slice(30, 130), slice(20, 100))
+        _, boxed = predict_labels(net, hu, (sy, sx), spacing_z_mm=z_mm, parts=("lesions",),
+                                  box=box)
+        # the pipeline's margin (30 mm, 14 pixels here) is context: compare inside it
+        inner = (box[0], slice(44, 116), slice(34, 86))
+        assert (whole[inner] > 0).sum() > 500
+        assert _dice(boxed[inner] > 0, whole[inner] > 0) > 0.98
+        assert not boxed[:5].any() and not boxed[17:].any()  # the slices outside
+        assert not boxed[:, :, 130:].any() and not boxed[:, 150:].any()  # far outside
+    # the network's grid crop starts on its pooling blocks and covers the box
+    rows, cols = _grid_crop((slice(40, 110), slice(30, 90)), (160, 160), (235, 235), 16)
+    assert rows.start % 16 == 0 and cols.start % 16 == 0
+    assert rows.start <= 40 * 235 / 160 - 1 and rows.stop >= 110 * 235 / 160
+    assert _grid_crop((slice(0, 160), slice(0, 160)), (160, 160), (235, 235), 16) is None
+    lungs = sitk.GetImageFromArray(np.zeros(hu.shape, np.uint8))
+    lungs.CopyInformation(phantom.image)
+    assert _stages._lung_box(lungs, phantom.image) is None  # no lungs: the whole image
+    arr = np.zeros(hu.shape, np.uint8)
+    arr[4:20, 50:100, 40:70] = 1
+    lungs = sitk.GetImageFromArray(arr)
+    lungs.CopyInformation(phantom.image)
+    zb, yb, xb = _stages._lung_box(lungs, phantom.image)
+    m = int(np.ceil(_stages.LESION_BOX_MARGIN_MM / sy))
+    assert (zb.start, zb.stop) == (4, 20)
+    assert (yb.start, yb.stop, xb.start, xb.stop) == (50 - m, 100 + m, 40 - m, 70 + m)
+
+
 def test_only_the_body_box_goes_through_the_network(phantom):
     """A wide field of view (the phantom padded with 40 mm of air on every side) gives the
     same labels inside the phantom as the tight one, and background in the air."""

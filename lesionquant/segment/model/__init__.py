@@ -64,7 +64,8 @@ def _lung_stage(image: sitk.Image, settings: Settings) -> sitk.Image:
 
 
 def _lesion_stage(image: sitk.Image, lungs: sitk.Image, settings: Settings) -> LesionOutput:
-    return LesionOutput(mask=lesion_mask_model(image, device=resolve_device(settings.device)))
+    return LesionOutput(mask=lesion_mask_model(image, device=resolve_device(settings.device),
+                                               lungs=lungs))
 
 
 def _weights_sha256(settings: Settings) -> str:

@@ -27,6 +27,9 @@ AIR_HU = -1024.0
 BODY_HU = -500.0
 #: Margin around the body's box, mm.
 BODY_MARGIN_MM = 10.0
+#: Logit of the foreground classes outside the ``box`` of :func:`predict_labels` (the
+#: background / no-lesion class has 0 there).
+OUTSIDE_LOGIT = -30.0
 
 
 def body_box(hu: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[slice, slice]:
@@ -54,22 +57,34 @@ def slices_to_run(n: int, spacing_z_mm: float | None, z_step_mm: float) -> np.nd
 
 
 def _net_logits(net: LesionNet, hu: torch.Tensor, size: tuple[int, int],
-                device: str) -> torch.Tensor:
+                device: str, crop: tuple[slice, slice] | None = None) -> torch.Tensor:
     """``hu`` (N, 1, H, W) -> logits (N, 6, th, tw) at the network's pixel size, on CPU:
-    channels 0-2 lung (background, right, left), 3-5 lesion (none, GGO, consolidation)."""
+    channels 0-2 lung (background, right, left), 3-5 lesion (none, GGO, consolidation).
+    With ``crop`` (rows, columns of the network's grid, starting on multiples of
+    ``net.multiple``) only that part goes through the network; every other pixel gets
+    background / no lesion."""
     th, tw = size
     h, w = hu.shape[2:]
     x = hu.to(device)
     if (th, tw) != (h, w):
         x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False,
                           antialias=th < h or tw < w)
+    if crop is not None:
+        x = x[:, :, crop[0], crop[1]]
+    ch, cw = x.shape[2:]
     m = net.multiple
-    ph, pw = (-th) % m, (-tw) % m
+    ph, pw = (-ch) % m, (-cw) % m
     x = F.pad(normalise_hu(x), (0, pw, 0, ph), value=float(normalise_hu(torch.tensor(AIR_HU))))
     use_amp = x.device.type == "cuda"
     with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=use_amp):
         lung, lesion = net(x)
-    return torch.cat([lung, lesion], 1)[:, :, :th, :tw].float().cpu()
+    out = torch.cat([lung, lesion], 1)[:, :, :ch, :cw].float().cpu()
+    if crop is None:
+        return out
+    full = torch.full((out.shape[0], 6, th, tw), OUTSIDE_LOGIT)
+    full[:, 0::3] = 0.0  # background lung / no lesion
+    full[:, :, crop[0], crop[1]] = out
+    return full
 
 
 def _argmax3(x: torch.Tensor) -> np.ndarray:
@@ -103,11 +118,27 @@ def _labels(logits: torch.Tensor, size: tuple[int, int],
     return {p: _argmax3(logits[:, c]) for p, c in PARTS.items() if p in parts}
 
 
+def _grid_crop(box_yx: tuple[slice, slice], shape: tuple[int, int], size: tuple[int, int],
+               m: int) -> tuple[slice, slice] | None:
+    """The rows and columns of the network's grid (``size``) that cover ``box_yx`` of an
+    image of ``shape`` pixels, widened to start on multiples of ``m`` (the network's pooling
+    then sees the same pixel blocks as on the whole image); ``None`` for the whole grid."""
+    out = []
+    for sl, n, t in zip(box_yx, shape, size, strict=True):
+        lo = max(0, int(np.floor((sl.start or 0) * t / n)) - 1) // m * m
+        hi = min(t, int(np.ceil((n if sl.stop is None else sl.stop) * t / n)) + 1)
+        out.append(slice(lo, hi))
+    if all(o.start == 0 and o.stop == t for o, t in zip(out, size, strict=True)):
+        return None
+    return out[0], out[1]
+
+
 @torch.inference_mode()
 def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, float], *,
                    device: str = "cpu", batch: int = 8, spacing_z_mm: float | None = None,
                    z_step_mm: float = 2.0,
-                   parts: tuple[str, ...] = ("lungs", "lesions")
+                   parts: tuple[str, ...] = ("lungs", "lesions"),
+                   box: tuple[slice, slice, slice] | None = None,
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The most probable lung and lesion class of every pixel of every slice.
 
@@ -131,6 +162,12 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     parts : tuple of str
         The labels wanted, of ``"lungs"`` and ``"lesions"``; only their logits are
         resampled to the input grid (half the work for one part).
+    box : tuple of slice, optional
+        Slices, rows and columns of ``hu`` where labels are wanted: the network runs only
+        on the slices of the whole run that cover them and, in the network's grid, on the
+        pixels that cover them (sampled as on the whole image; only the context beyond the
+        box is missing); outside the network pixels that cover the box everything is
+        background / no lesion.
 
     Returns
     -------
@@ -140,8 +177,15 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     """
     rows, cols = body_box(hu, spacing_yx)
     if hu[:, rows, cols].shape[1:] != hu.shape[1:]:
+        inner_box = None
+        if box is not None:
+            inner_box = (box[0], *(slice(max(0, (b.start or 0) - o.start),
+                                         (o.stop - o.start) if b.stop is None
+                                         else max(0, min(b.stop, o.stop) - o.start))
+                                   for b, o in zip(box[1:], (rows, cols), strict=True)))
         inner = predict_labels(net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
-                               spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts)
+                               spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts,
+                               box=inner_box)
         out = []
         for part, lab in zip(PARTS, inner, strict=True):
             full = None
@@ -154,28 +198,42 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     size = (max(1, round(y * spacing_yx[0] / SPACING_MM)),
             max(1, round(x * spacing_yx[1] / SPACING_MM)))
     run = slices_to_run(z, spacing_z_mm, z_step_mm)
-    labels = {p: np.empty((z, y, x), np.uint8) for p in parts}
+    crop = None
+    z0, z1 = 0, z
+    if box is not None:
+        z0, z1 = box[0].start or 0, z if box[0].stop is None else box[0].stop
+        # the whole run's slices that hold or bracket the box's slices
+        i0 = max(0, int(np.searchsorted(run, z0, side="right")) - 1)
+        i1 = min(len(run) - 1, int(np.searchsorted(run, z1 - 1, side="left")))
+        run = run[i0:i1 + 1]
+        crop = _grid_crop(box[1:], (y, x), size, net.multiple)
+    keep = _keep(parts)
+    labels = {p: np.zeros((z, y, x), np.uint8) for p in parts}
 
     def put(sl: slice, logits: torch.Tensor) -> None:
         for p, lab in _labels(logits, (y, x), parts).items():
             labels[p][sl] = lab
 
-    keep = _keep(parts)
-    if len(run) == z:  # every slice: label each batch as it comes
-        for i in range(0, z, batch):
-            t = torch.from_numpy(np.ascontiguousarray(hu[i:i + batch], dtype=np.float32))
-            put(slice(i, i + batch), _net_logits(net, t[:, None], size, device)[:, keep])
+    def logits_of(idx: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(hu[idx], dtype=np.float32))
+        return _net_logits(net, t[:, None], size, device, crop)[:, keep]
+
+    if np.array_equal(np.diff(run), np.ones(len(run) - 1, int)):  # consecutive slices
+        for i in range(0, len(run), batch):
+            idx = run[i:i + batch]
+            put(slice(int(idx[0]), int(idx[-1]) + 1), logits_of(idx))
         return labels.get("lungs"), labels.get("lesions")
     logits = torch.empty((len(run), keep.stop - keep.start, *size), dtype=torch.float32)
     for i in range(0, len(run), batch):
-        t = torch.from_numpy(np.ascontiguousarray(hu[run[i:i + batch]], dtype=np.float32))
-        logits[i:i + batch] = _net_logits(net, t[:, None], size, device)[:, keep]
+        logits[i:i + batch] = logits_of(run[i:i + batch])
     # every slice between two run slices a <= k <= b: logits (1 - w) L[a] + w L[b]
-    hi = np.clip(np.searchsorted(run, np.arange(z)), 1, len(run) - 1)
+    ks = np.arange(max(run[0], z0), min(run[-1] + 1, z1))
+    hi = np.clip(np.searchsorted(run, ks), 1, len(run) - 1)
     lo = hi - 1
-    w = torch.from_numpy(((np.arange(z) - run[lo]) / (run[hi] - run[lo])).astype(np.float32))
-    for i in range(0, z, batch):
+    w = torch.from_numpy(((ks - run[lo]) / (run[hi] - run[lo])).astype(np.float32))
+    for i in range(0, len(ks), batch):
         sl = slice(i, i + batch)
         wi = w[sl].view(-1, 1, 1, 1)
-        put(sl, (1 - wi) * logits[lo[sl]] + wi * logits[hi[sl]])
+        put(slice(int(ks[sl][0]), int(ks[sl][-1]) + 1),
+            (1 - wi) * logits[lo[sl]] + wi * logits[hi[sl]])
     return labels.get("lungs"), labels.get("lesions")

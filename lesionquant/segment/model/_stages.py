@@ -68,6 +68,10 @@ BATCH_SLICES = 8
 #: On thinner slices the network runs on slices this far apart, mm, and the slices between
 #: get interpolated logits (``_infer.slices_to_run``).
 Z_STEP_MM = 2.0
+#: The lesion network of a network pair runs only in the lung mask's box, widened in-plane
+#: by this margin, mm (context for the network at the lung's edge; lesions outside the
+#: lungs are dropped anyway), on the lung's slices (``bench/probe_lesion_box.py``).
+LESION_BOX_MARGIN_MM = 30.0
 
 _lock = threading.Lock()
 _last: dict[str, dict[str, np.ndarray]] = {}
@@ -85,14 +89,33 @@ def _orientation(image: sitk.Image) -> str:
         image.GetDirection())
 
 
-def _predict(image: sitk.Image, device: str, name: str | None,
-             part: str) -> tuple[sitk.Image, np.ndarray, str]:
+def _lung_box(lungs: sitk.Image | None, upright: sitk.Image) -> tuple[slice, ...] | None:
+    """The box (z, y, x slices of the upright grid) the lesion network runs in: the lung
+    labels' box widened in-plane by :data:`LESION_BOX_MARGIN_MM` (``predict_labels(box=...)``
+    runs the network on the whole run's slices and network pixels that cover it);
+    ``None`` (the whole image) without lungs or with an empty mask."""
+    if lungs is None:
+        return None
+    mask = sitk.GetArrayFromImage(sitk.DICOMOrient(lungs, "LPS"))
+    mask = (mask > 0) & (mask <= 2)
+    if mask.shape != upright.GetSize()[::-1] or not mask.any():
+        return None
+    sx, sy, sz = upright.GetSpacing()
+    pad = pad_voxels(LESION_BOX_MARGIN_MM, (sz, sy, sx))
+    pad[0] = 0  # the lung's slices (their logits as in the whole run, bracketing included)
+    return bbox(mask, pad)
+
+
+def _predict(image: sitk.Image, device: str, name: str | None, part: str,
+             lungs: sitk.Image | None = None) -> tuple[sitk.Image, np.ndarray, str]:
     """(upright LPS image, labels of ``part`` on it, weights sha256); ``part`` is
     ``"lungs"`` (the lung head) or ``"lesions"`` (the lesion head).
 
     A :class:`~lesionquant.segment.model._net.LesionNet` gives both parts in one forward
     pass; a :class:`~lesionquant.segment.model._net.NetPair` runs only the network of the
-    part asked for. The labels of the last image are kept for the other stage."""
+    part asked for, the lesion network only in the box of ``lungs`` when given
+    (:func:`_lung_box`; no lesion outside it). The labels of the last image are kept for
+    the other stage."""
     from lesionquant.segment.model._infer import predict_labels
     from lesionquant.segment.model._net import NetPair
     from lesionquant.segment.model._weights import DEFAULT_WEIGHTS, load_model
@@ -101,24 +124,26 @@ def _predict(image: sitk.Image, device: str, name: str | None,
     model = load_model(device, name)
     upright = sitk.DICOMOrient(image, "LPS")  # rows anterior->posterior, cols right->left
     hu = sitk.GetArrayViewFromImage(upright)
+    pair = isinstance(model.net, NetPair)
+    box = _lung_box(lungs, upright) if pair and part == "lesions" else None
     key = _key(hu, upright, device, name)
+    slot = part if box is None else (part, tuple((b.start, b.stop) for b in box))
     with _lock:
-        hit = _last.get(key, {}).get(part)
+        hit = _last.get(key, {}).get(slot)
     if hit is None:
-        pair = isinstance(model.net, NetPair)
         net = getattr(model.net, part) if pair else model.net
         parts = (part,) if pair else ("lungs", "lesions")
         sx, sy, sz = upright.GetSpacing()
         lung, lesion = predict_labels(net, hu, (sy, sx), device=device,
                                       batch=BATCH_SLICES, spacing_z_mm=sz,
-                                      z_step_mm=Z_STEP_MM, parts=parts)
+                                      z_step_mm=Z_STEP_MM, parts=parts, box=box)
         both = {"lungs": lung, "lesions": lesion}
-        new = {p: both[p] for p in parts}
+        new = {p: both[p] for p in parts} if box is None else {slot: lesion}
         with _lock:
             entry = _last.get(key, {})
             _last.clear()  # the last image only
             _last[key] = {**entry, **new}
-        hit = new[part]
+        hit = new[slot]
     return upright, hit, model.sha256
 
 
@@ -157,11 +182,11 @@ def model_labels(image: sitk.Image, device: str = "cpu",
     return lung, lesion, sha
 
 
-def _part_labels(image: sitk.Image, device: str, part: str,
-                 name: str | None = None) -> tuple[np.ndarray, str]:
+def _part_labels(image: sitk.Image, device: str, part: str, name: str | None = None,
+                 lungs: sitk.Image | None = None) -> tuple[np.ndarray, str]:
     """Labels of ``part`` (:func:`_predict`) in the image's own index order, and the
     weights' sha256."""
-    upright, labels, sha = _predict(image, device, name, part)
+    upright, labels, sha = _predict(image, device, name, part, lungs)
     return _back(labels, upright, image), sha
 
 
@@ -302,11 +327,14 @@ def segment_lungs_model(image: sitk.Image, settings: Settings | None = None, *,
     return _like(_back(sides, upright, image), image)
 
 
-def lesion_mask_model(image: sitk.Image, device: str = "cpu") -> sitk.Image:
+def lesion_mask_model(image: sitk.Image, device: str = "cpu",
+                      lungs: sitk.Image | None = None) -> sitk.Image:
     """The lesion head's lesion pixels (GGO or consolidation) as a 0/1 ``sitkUInt8`` image in
     the geometry of ``image``: the learned lesion stage of the segment contract (the common
-    steps then keep it inside the lungs, drop small parts and split it by HU)."""
-    lesion_cls, _ = _part_labels(image, device, "lesions")
+    steps then keep it inside the lungs, drop small parts and split it by HU). With
+    ``lungs`` (labels 1 right, 2 left in the image's grid) a network pair's lesion network
+    runs only in the lungs' widened box (:data:`LESION_BOX_MARGIN_MM`)."""
+    lesion_cls, _ = _part_labels(image, device, "lesions", lungs=lungs)
     return _like((lesion_cls > 0).astype(np.uint8), image)
 
 
@@ -331,7 +359,7 @@ def segment_lesions_model(image: sitk.Image, lungs: sitk.Image,
     if classes not in ("hu", "learned"):
         raise ValueError(f"classes must be 'hu' or 'learned', not {classes!r}")
     s = settings or Settings()
-    lesion_cls, _ = _part_labels(image, device, "lesions")
+    lesion_cls, _ = _part_labels(image, device, "lesions", lungs=lungs)
     lung = sitk.GetArrayFromImage(lungs).astype(np.uint8)
     lung = np.where(lung > 2, 0, lung)  # a label map given as lungs: keep the sides only
     lesion = drop_small((lesion_cls > 0) & (lung > 0),
