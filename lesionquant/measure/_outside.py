@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from lesionquant._box import bbox, pad_voxels, within
 from lesionquant._hull import slice_hulls as _hulls
 from lesionquant.segment import LESION_LABELS, LUNG_LABELS, Label
-from lesionquant.segment._grid import bbox, pad_voxels, within
 
 __all__ = ["dense_outside_lung_ml"]
 

@@ -9,6 +9,9 @@
 * mm to voxels: :func:`pad_voxels` (enough voxels to cover a distance), :func:`half_width`
   (box half-widths), :func:`window` (odd box sizes), :func:`block_factors`.
 
+:func:`bbox`, :func:`within` and :func:`pad_voxels` live in :mod:`lesionquant._box` (the
+measurement's QA flag uses them too) and are re-exported here.
+
 The re-orientation to LPS and back is :mod:`lesionquant.segment._orient`.
 """
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from lesionquant._box import bbox, pad_voxels, within
 
 __all__ = ["PADDING_HU", "bbox", "block_factors", "block_mean", "block_upsample", "half_width",
            "pad_voxels", "window", "within", "within_inplane"]
@@ -98,41 +103,12 @@ def block_upsample(
     return low[np.ix_(*idx)]
 
 
-def bbox(mask: np.ndarray, pad: tuple[int, ...] | list[int]) -> tuple[slice, slice, slice]:
-    """Bounding box of the non-empty 3D ``mask``, grown by ``pad`` voxels per axis and
-    clipped to the array."""
-    out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(max(0, int(nz[0]) - pad[axis]),
-                         min(mask.shape[axis], int(nz[-1]) + 1 + pad[axis])))
-    return tuple(out)  # type: ignore[return-value]
-
-
-def within(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:
-    """Voxels within ``mm`` of ``mask`` (3D Euclidean distance, ``spacing_zyx`` in mm); the
-    distance map is computed only in the mask's box padded by ``mm``. All False when
-    ``mask`` is empty."""
-    out = np.zeros(mask.shape, bool)
-    if mask.any():
-        box = bbox(mask, pad_voxels(mm, spacing_zyx))
-        out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= mm
-    return out
-
-
 def within_inplane(mask: np.ndarray, mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:
     """Voxels within ``mm`` of ``mask`` in their own slice (in-plane Euclidean distance,
     ``spacing_zyx`` in mm); all False when ``mask`` is empty."""
     if not mask.any():
         return np.zeros(mask.shape, bool)
     return ndimage.distance_transform_edt(~mask, sampling=(1e6, *spacing_zyx[1:])) <= mm
-
-
-def pad_voxels(mm: float, spacing_zyx: tuple[float, ...]) -> list[int]:
-    """Voxels per axis that cover ``mm`` (rounded up): the padding of a box around a mask
-    for a distance computation of reach ``mm``."""
-    return [int(np.ceil(mm / v)) for v in spacing_zyx]
 
 
 def half_width(mm: float, spacing_zyx: tuple[float, ...]) -> tuple[int, ...]:
