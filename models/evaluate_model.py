@@ -3,6 +3,7 @@
     python -m models.evaluate_model medseg    # cross-validated MedSeg table (fold runs)
     python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
     python -m models.evaluate_model healthy --lesion-runs mo_fold0,mc_fold0  # false lesion
+    python -m models.evaluate_model ensemble --prefixes mo_,mc_  # two lesion nets averaged
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v3, a network pair: ``--prefix mo_
@@ -221,6 +222,64 @@ def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], pref
     path.parent.mkdir(parents=True, exist_ok=True)
     _save_small(fig, path, dpi=80)
     plt.close(fig)
+
+
+class MeanSoftmax(torch.nn.Module):
+    """Equal-weight ensemble of networks of the same output layout: the log of the mean of
+    their softmax, per head (``predict_labels`` takes its argmax as a network's logits)."""
+
+    def __init__(self, nets: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    @property
+    def multiple(self) -> int:
+        return max(n.multiple for n in self.nets)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = [n(x) for n in self.nets]
+        return tuple(torch.log(torch.stack([o[i].softmax(1) for o in outs]).mean(0) + 1e-8)
+                     for i in range(len(outs[0])))
+
+
+def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
+    """Lesion-head rows of each ``<prefix>fold<k>`` run and of their equal-weight ensemble
+    (:class:`MeanSoftmax`) on the same held-out MedSeg slices; written to
+    ``models/results/medseg_cv_<runs>_ens_<prefixes>.json``."""
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    rows = []
+    for f in range(k):
+        nets = {p.rstrip("_") or "v2": _load_run(runs / f"{p}fold{f}") for p in prefixes}
+        nets["ensemble"] = MeanSoftmax(list(nets.values())).eval()
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            t = {"lesion": s.lesion > 0, "ggo": s.lesion == 1, "cons": s.lesion == 2}
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for name, net in nets.items():
+                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",))
+                for v, masks in _masks(s.lesion, les[0], s.hu, None).items():
+                    row[f"{name}_{v}"] = {
+                        c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
+                            "pred": int(masks[c].sum())} for c in CLASSES}
+            rows.append(row)
+    variants = [v for v in rows[0] if v not in ("slice", "fold", "t")]
+    out = {"summary": _score(rows, variants, fold_of), "rows": rows}
+    tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
+    (RESULTS / f"medseg_cv_{runs.name}_ens_{tag}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def ensemble_markdown(out: dict) -> str:
+    lines = ["| variant | lesion | GGO | cons. | lesion pooled | lesion per fold |",
+             "|---|---|---|---|---|---|"]
+    for v, res in out["summary"].items():
+        a = res["all"]
+        folds = " / ".join(f"{res[f]['lesion_dice']:.3f}" for f in res if f != "all")
+        lines.append(f"| {v} | {a['lesion_dice']:.3f} | {a['ggo_dice']:.3f} | "
+                     f"{a['cons_dice']:.3f} | {a['lesion_pooled']:.3f} | {folds} |")
+    return "\n".join(lines)
 
 
 def medseg_markdown(out: dict) -> str:
@@ -509,9 +568,12 @@ def _table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy"],
+    p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy", "ensemble"],
                    help="report: the acceptance tables from models/results/synthetic*.json; "
-                   "healthy: false lesion of --lesion-runs with the final lung network")
+                   "healthy: false lesion of --lesion-runs with the final lung network; "
+                   "ensemble: the lesion heads of --prefixes and their mean, per fold")
+    p.add_argument("--prefixes", default="mo_,mc_",
+                   help="ensemble: comma-separated fold-run prefixes")
     p.add_argument("--lesion-runs", default="",
                    help="healthy: comma-separated run names, e.g. mo_fold0,mc_fold0")
     p.add_argument("--methods", default="model,classical",
@@ -535,6 +597,8 @@ def main() -> None:
     if a.what == "healthy":
         rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n])
         print(_table(rows))
+    elif a.what == "ensemble":
+        print(ensemble_markdown(medseg_ensemble(a.runs, a.prefixes.split(","))))
     elif a.what == "medseg":
         print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix,
                                      figure=a.figures)))

@@ -132,3 +132,23 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
     train(tmp_path / "half", stop_after=1, **dict(kw, steps=3))
     with pytest.raises(SystemExit, match="not finished"):
         E.export(tmp_path / "half", "x", "x")
+
+
+def test_the_mean_softmax_ensemble_averages_probabilities():
+    """``models.evaluate_model.MeanSoftmax``: the ensemble of a network with itself gives
+    that network's log-softmax; of two networks, the log of their mean probabilities (so the
+    argmax follows the more confident one where they disagree)."""
+    from models.evaluate_model import MeanSoftmax
+
+    torch.manual_seed(0)
+    a, b = LesionNet(base=4).eval(), LesionNet(base=4).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        same = MeanSoftmax([a, a])(x)
+        both = MeanSoftmax([a, b])(x)
+        oa, ob = a(x), b(x)
+    assert MeanSoftmax([a, b]).multiple == a.multiple
+    for i in range(2):
+        assert torch.allclose(same[i], oa[i].log_softmax(1), atol=1e-5)
+        mean = (oa[i].softmax(1) + ob[i].softmax(1)) / 2
+        assert torch.allclose(both[i].exp(), mean, atol=1e-5)
