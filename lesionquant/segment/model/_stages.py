@@ -11,7 +11,9 @@ own network, so the model's lungs with the classical lesions cost one network.
   bowel gas, the trachea, the air around the body and under the back; parts not joined
   to lung air), connected parts smaller than :data:`MIN_PART_FRACTION` of the largest
   dropped, split into right and left as the classical stage splits its lungs.
-* Lesions: the lesion head's lesion pixels inside the lungs, split into GGO and
+* Lesions: the lesion head's lesion pixels inside the lungs (a network pair's lesion
+  network runs only on the lung's slices and, in its own grid, on the lung box widened
+  by :data:`LESION_BOX_MARGIN_MM`: ``bench/probe_lesion_box.py``), split into GGO and
   consolidation by HU (``classes="hu"``: consolidation at or above the start of
   ``Settings.consolidation_hu``, the reproducible default for the endpoint) or by the
   network's own region class (``classes="learned"``: the experts' definition, air
