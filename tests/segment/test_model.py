@@ -260,6 +260,7 @@ def test_the_lesion_network_in_the_lung_box_matches_the_whole_image(phantom):
     assert rows.start % 16 == 0 and cols.start % 16 == 0
     assert rows.start <= 40 * 235 / 160 - 1 and rows.stop >= 110 * 235 / 160
     assert _grid_crop((slice(0, 160), slice(0, 160)), (160, 160), (235, 235), 16) is None
+    assert _grid_crop((slice(200, 300), slice(10, 20)), (160, 160), (235, 235), 16) is None
     lungs = sitk.GetImageFromArray(np.zeros(hu.shape, np.uint8))
     lungs.CopyInformation(phantom.image)
     assert _stages._lung_box(lungs, phantom.image) is None  # no lungs: the whole image

@@ -122,13 +122,15 @@ def _grid_crop(box_yx: tuple[slice, slice], shape: tuple[int, int], size: tuple[
                m: int) -> tuple[slice, slice] | None:
     """The rows and columns of the network's grid (``size``) that cover ``box_yx`` of an
     image of ``shape`` pixels, widened to start on multiples of ``m`` (the network's pooling
-    then sees the same pixel blocks as on the whole image); ``None`` for the whole grid."""
+    then sees the same pixel blocks as on the whole image); ``None`` for the whole grid
+    (also when the box holds no pixel of the image)."""
     out = []
     for sl, n, t in zip(box_yx, shape, size, strict=True):
         lo = max(0, int(np.floor((sl.start or 0) * t / n)) - 1) // m * m
         hi = min(t, int(np.ceil((n if sl.stop is None else sl.stop) * t / n)) + 1)
         out.append(slice(lo, hi))
-    if all(o.start == 0 and o.stop == t for o, t in zip(out, size, strict=True)):
+    whole = all(o.start == 0 and o.stop == t for o, t in zip(out, size, strict=True))
+    if whole or any(o.start >= o.stop for o in out):  # or a box outside the image
         return None
     return out[0], out[1]
 
