@@ -251,6 +251,9 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
     slices = {s.name: s for s in D.load_medseg(ids)}
     rows = []
     for f in range(k):
+        if not all((runs / f"{p}fold{f}" / "val.json").exists() for p in prefixes):
+            logger.warning("fold %d: not every run finished in %s, left out", f, runs)
+            continue
         nets = {p.rstrip("_") or "v2": _load_run(runs / f"{p}fold{f}") for p in prefixes}
         nets["ensemble"] = MeanSoftmax(list(nets.values())).eval()
         for sid in [i for i in ids if fold_of[i] == f]:
@@ -265,6 +268,7 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
                             "pred": int(masks[c].sum())} for c in CLASSES}
             rows.append(row)
     variants = [v for v in rows[0] if v not in ("slice", "fold", "t")]
+    fold_of = {r["slice"]: r["fold"] for r in rows}  # the folds scored
     out = {"summary": _score(rows, variants, fold_of), "rows": rows}
     tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
     (RESULTS / f"medseg_cv_{runs.name}_ens_{tag}.json").write_text(json.dumps(out, indent=1))
