@@ -67,6 +67,17 @@ def _masks(truth: np.ndarray, pred_les: np.ndarray, hu: np.ndarray,
     return out
 
 
+def _truth(lesion: np.ndarray) -> dict[str, np.ndarray]:
+    """The expert masks of a MedSeg label slice (1 GGO, 2 consolidation) per class."""
+    return {"lesion": lesion > 0, "ggo": lesion == 1, "cons": lesion == 2}
+
+
+def _scored(t: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> dict:
+    """A row's entry for one variant: Dice and the counts pooled Dice needs, per class."""
+    return {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
+                "pred": int(masks[c].sum())} for c in CLASSES}
+
+
 def _score(rows: list[dict], variants: list[str], fold_of: dict[str, int]) -> dict:
     """Per fold and overall: mean per-slice Dice over slices holding the class; pooled."""
     res: dict = {}
@@ -140,7 +151,7 @@ def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = N
             if lung_net is not net:
                 lung, _ = predict_labels(lung_net, s.hu[None], (s.mm, s.mm))
             truth = s.lesion
-            t = {"lesion": truth > 0, "ggo": truth == 1, "cons": truth == 2}
+            t = _truth(truth)
             variants = _masks(truth, les[0], s.hu, lung[0])
             image = D.medseg_image(sid)
             try:
@@ -159,8 +170,7 @@ def medseg(runs: Path, k: int = 5, prefix: str = "", lung_prefix: str | None = N
                                                          (s.mm, s.mm))[1][0]
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for v, masks in variants.items():
-                row[v] = {c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
-                              "pred": int(masks[c].sum())} for c in CLASSES}
+                row[v] = _scored(t, masks)
             rows.append(row)
             logger.info("%s fold %d: model %.3f classical %.3f", sid, f,
                         row["model_head_learned"]["lesion"]["dice"],
@@ -258,14 +268,12 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
         nets["ensemble"] = MeanSoftmax(list(nets.values())).eval()
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
-            t = {"lesion": s.lesion > 0, "ggo": s.lesion == 1, "cons": s.lesion == 2}
+            t = _truth(s.lesion)
             row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
             for name, net in nets.items():
                 _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",))
                 for v, masks in _masks(s.lesion, les[0], s.hu, None).items():
-                    row[f"{name}_{v}"] = {
-                        c: {"dice": dice(t[c], masks[c]), "inter": int((t[c] & masks[c]).sum()),
-                            "pred": int(masks[c].sum())} for c in CLASSES}
+                    row[f"{name}_{v}"] = _scored(t, masks)
             rows.append(row)
     variants = [v for v in rows[0] if v not in ("slice", "fold", "t")]
     fold_of = {r["slice"]: r["fold"] for r in rows}  # the folds scored
@@ -273,17 +281,6 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
     tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
     (RESULTS / f"medseg_cv_{runs.name}_ens_{tag}.json").write_text(json.dumps(out, indent=1))
     return out
-
-
-def ensemble_markdown(out: dict) -> str:
-    lines = ["| variant | lesion | GGO | cons. | lesion pooled | lesion per fold |",
-             "|---|---|---|---|---|---|"]
-    for v, res in out["summary"].items():
-        a = res["all"]
-        folds = " / ".join(f"{res[f]['lesion_dice']:.3f}" for f in res if f != "all")
-        lines.append(f"| {v} | {a['lesion_dice']:.3f} | {a['ggo_dice']:.3f} | "
-                     f"{a['cons_dice']:.3f} | {a['lesion_pooled']:.3f} | {folds} |")
-    return "\n".join(lines)
 
 
 def medseg_markdown(out: dict) -> str:
@@ -602,7 +599,7 @@ def main() -> None:
         rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n])
         print(_table(rows))
     elif a.what == "ensemble":
-        print(ensemble_markdown(medseg_ensemble(a.runs, a.prefixes.split(","))))
+        print(medseg_markdown(medseg_ensemble(a.runs, a.prefixes.split(","))))
     elif a.what == "medseg":
         print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix,
                                      figure=a.figures)))

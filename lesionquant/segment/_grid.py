@@ -58,10 +58,8 @@ def block_mean(
     if any(p[1] for p in pads):
         hu = np.pad(hu, pads, mode="edge")
     n = float(np.prod(factors))
-    # strided sums, one axis at a time, the first on the full-resolution voxels (clamped at
-    # -1000 HU): no full-size float copy and no 6-d reduction; sums of integer HU are
-    # exact in float32, so the means are the 6-d reshape mean's to the bit (float HU to
-    # float32 rounding)
+    # sums of integer HU are exact in float32, so the means are the plain block means to
+    # the bit (float HU: to float32 rounding)
     total = _block_sum(hu, factors, lambda v: np.maximum(v.astype(np.float32), -1000.0))
     inside = _block_sum(hu, factors, lambda v: (v > PADDING_HU).astype(np.float32))
     return total / np.float32(n), inside / np.float32(n)
@@ -69,23 +67,14 @@ def block_mean(
 
 def _block_sum(a: np.ndarray, factors: tuple[int, int, int], first) -> np.ndarray:
     """Sums of ``first(a)`` over blocks of ``factors`` voxels (``a``'s shape a multiple of
-    them); ``first`` maps a full-resolution slab to float32."""
-    fz = factors[0]
+    them); ``first`` maps a full-resolution slab to float32. The slabs along z are summed
+    first (no full-size float copy), then the in-plane blocks of what is left."""
+    fz, fy, fx = factors
     acc = first(a[0::fz])
     for k in range(1, fz):
         acc += first(a[k::fz])
-    for axis, f in ((1, factors[1]), (2, factors[2])):
-        if f > 1:
-            idx = [slice(None)] * 3
-            parts = []
-            for k in range(f):
-                idx[axis] = slice(k, None, f)
-                parts.append(acc[tuple(idx)])
-            out = parts[0].copy()
-            for part in parts[1:]:
-                out += part
-            acc = out
-    return acc
+    z, y, x = acc.shape
+    return acc.reshape(z, y // fy, fy, x // fx, fx).sum(axis=(2, 4), dtype=np.float32)
 
 
 def block_upsample(

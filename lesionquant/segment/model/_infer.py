@@ -126,8 +126,8 @@ def _grid_crop(box_yx: tuple[slice, slice], shape: tuple[int, int], size: tuple[
     (also when the box holds no pixel of the image)."""
     out = []
     for sl, n, t in zip(box_yx, shape, size, strict=True):
-        lo = max(0, int(np.floor((sl.start or 0) * t / n)) - 1) // m * m
-        hi = min(t, int(np.ceil((n if sl.stop is None else sl.stop) * t / n)) + 1)
+        lo = max(0, int(np.floor(sl.start * t / n)) - 1) // m * m
+        hi = min(t, int(np.ceil(sl.stop * t / n)) + 1)
         out.append(slice(lo, hi))
     whole = all(o.start == 0 and o.stop == t for o, t in zip(out, size, strict=True))
     if whole or any(o.start >= o.stop for o in out):  # or a box outside the image
@@ -165,7 +165,8 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
         The labels wanted, of ``"lungs"`` and ``"lesions"``; only their logits are
         resampled to the input grid (half the work for one part).
     box : tuple of slice, optional
-        Slices, rows and columns of ``hu`` where labels are wanted: the network runs only
+        Slices, rows and columns of ``hu`` (each with its start and stop, as
+        :func:`~lesionquant._box.bbox` gives them) where labels are wanted: the network runs only
         on the slices of the whole run that cover them and, in the network's grid, on the
         pixels that cover them (sampled as on the whole image; only the context beyond the
         box is missing); outside the network pixels that cover the box everything is
@@ -180,10 +181,8 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     rows, cols = body_box(hu, spacing_yx)
     if hu[:, rows, cols].shape[1:] != hu.shape[1:]:
         inner_box = None
-        if box is not None:
-            inner_box = (box[0], *(slice(max(0, (b.start or 0) - o.start),
-                                         (o.stop - o.start) if b.stop is None
-                                         else max(0, min(b.stop, o.stop) - o.start))
+        if box is not None:  # the same box in the body box's rows and columns
+            inner_box = (box[0], *(slice(max(0, b.start - o.start), max(0, b.stop - o.start))
                                    for b, o in zip(box[1:], (rows, cols), strict=True)))
         inner = predict_labels(net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
                                spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts,
@@ -203,7 +202,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     crop = None
     z0, z1 = 0, z
     if box is not None:
-        z0, z1 = box[0].start or 0, z if box[0].stop is None else box[0].stop
+        z0, z1 = box[0].start, box[0].stop
         # the whole run's slices that hold or bracket the box's slices
         i0 = max(0, int(np.searchsorted(run, z0, side="right")) - 1)
         i1 = min(len(run) - 1, int(np.searchsorted(run, z1 - 1, side="left")))
@@ -220,7 +219,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
         t = torch.from_numpy(np.ascontiguousarray(hu[idx], dtype=np.float32))
         return _net_logits(net, t[:, None], size, device, crop)[:, keep]
 
-    if np.array_equal(np.diff(run), np.ones(len(run) - 1, int)):  # consecutive slices
+    if run[-1] - run[0] == len(run) - 1:  # consecutive slices
         for i in range(0, len(run), batch):
             idx = run[i:i + batch]
             put(slice(int(idx[0]), int(idx[-1]) + 1), logits_of(idx))
