@@ -137,18 +137,30 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
             torch.from_numpy(np.stack(lesions)).long())
 
 
-def _soft_dice(prob: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice over the batch, per channel, averaged."""
+def _soft_dice(prob: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor,
+               per_slice: bool = False) -> torch.Tensor:
+    """1 - soft Dice, per channel, averaged: over the batch, or (``per_slice``) of each
+    slice that holds the channel's class, averaged over those (slice, channel) pairs, as
+    the mean per-slice Dice the MedSeg acceptance scores (the cross-entropy alone then
+    answers for slices without the class)."""
     v = valid[:, None].float()
-    inter = (prob * onehot * v).sum((0, 2, 3))
-    den = ((prob + onehot) * v).sum((0, 2, 3))
-    return 1 - ((2 * inter + 1) / (den + 1)).mean()
+    if not per_slice:
+        inter = (prob * onehot * v).sum((0, 2, 3))
+        den = ((prob + onehot) * v).sum((0, 2, 3))
+        return 1 - ((2 * inter + 1) / (den + 1)).mean()
+    inter = (prob * onehot * v).sum((2, 3))
+    den = ((prob + onehot) * v).sum((2, 3))
+    has = (onehot * v).sum((2, 3)) > 0
+    if not has.any():
+        return prob.sum() * 0.0
+    return 1 - ((2 * inter + 1) / (den + 1))[has].mean()
 
 
 def loss_fn(lung_logits: torch.Tensor, lesion_logits: torch.Tensor, lung: torch.Tensor,
-            lesion: torch.Tensor) -> torch.Tensor:
+            lesion: torch.Tensor, per_slice: bool = False) -> torch.Tensor:
     """Cross-entropy + soft Dice (lesion: GGO, consolidation and their union; lung: the two
-    sides where labelled) + "lesion pixels are lung" where the sides are unknown."""
+    sides where labelled) + "lesion pixels are lung" where the sides are unknown.
+    ``per_slice``: the lesion head's Dice term per slice (:func:`_soft_dice`)."""
     unk = D.UNKNOWN
     les_valid = lesion != unk
     les_t = torch.where(les_valid, lesion, 0)
@@ -157,7 +169,7 @@ def loss_fn(lung_logits: torch.Tensor, lesion_logits: torch.Tensor, lung: torch.
     oh = F.one_hot(les_t, 3).permute(0, 3, 1, 2).float()
     pu = torch.stack([p[:, 1], p[:, 2], p[:, 1] + p[:, 2]], 1)
     ohu = torch.stack([oh[:, 1], oh[:, 2], oh[:, 1] + oh[:, 2]], 1)
-    loss = loss + _soft_dice(pu, ohu, les_valid)
+    loss = loss + _soft_dice(pu, ohu, les_valid, per_slice)
     lung_valid = lung != unk
     if lung_valid.any():
         loss = loss + F.cross_entropy(lung_logits, lung, ignore_index=unk)
@@ -249,7 +261,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           medseg: list[D.Slice] | None = None, stop_after: int | None = None,
           real_per_batch: int = 0, real: list[D.Slice] | None = None, coarse: float = 0.0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
-          teacher: Path | None = None) -> LesionNet:
+          teacher: Path | None = None, dice: str = "batch") -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -259,7 +271,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     step, ``coarse`` the probability of the coarse-pixel augmentation;
     ``pseudo_per_batch`` unlabelled COVID-19 slices a step with the lesion classes the
     ``teacher`` checkpoint (default ``init``) gives with probability >= ``pseudo_conf``
-    (:func:`pseudo_label`; the other pixels are ignored).
+    (:func:`pseudo_label`; the other pixels are ignored). ``dice``: the lesion head's soft
+    Dice over the ``"batch"`` or per ``"slice"`` (:func:`_soft_dice`).
     """
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -307,7 +320,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "coarse": coarse, "init": str(init) if init else None,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
-            "config": net.config}
+            "dice": dice, "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     net.train()
     log = (run / "log.jsonl").open("a")
@@ -319,7 +332,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse)
         a, b = net(x)
-        loss = loss_fn(a, b, lung, lesion)
+        loss = loss_fn(a, b, lung, lesion, dice == "slice")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -373,13 +386,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pseudo-conf", type=float, default=0.7)
     p.add_argument("--teacher", type=Path, default=None,
                    help="checkpoint that makes the pseudo labels (default: --init)")
+    p.add_argument("--dice", choices=("batch", "slice"), default="batch",
+                   help="the lesion head's soft Dice over the batch or per slice")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
           medseg_per_batch=a.medseg, synth_per_batch=a.synth, crop=a.crop, base=a.base,
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
-          pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher)
+          pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
+          dice=a.dice)
 
 
 if __name__ == "__main__":
