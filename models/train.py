@@ -5,11 +5,12 @@
 
 Each step draws ``--medseg`` MedSeg expert slices (fold ``--fold`` of 5 held out; ``-1``
 holds none out) and ``--synth`` synthetic slices (:mod:`models.data`), warps them
-(rotation +-15 degrees, scale +-15 %, left-right flip, random crop of ``--crop`` pixels at
-the network's 1.5 mm), changes the JPEG-to-HU window of the MedSeg slices (level +-100 HU,
-width +-20 %), turns half the synthetic slices into 8-bit windowed images, and adds noise and
-blur or sharpening. Loss: cross-entropy + soft Dice on both heads; MedSeg slices have no
-lung labels, there lesion pixels only count as "lung, either side".
+(rotation +-15 degrees, scale +-15 %, left-right flip, random crop of ``--crop`` pixels of
+the network's ``--spacing``, 1.5 mm by default), changes the JPEG-to-HU window of the
+MedSeg slices (level +-100 HU, width +-20 %), turns half the synthetic slices into 8-bit
+windowed images, and adds noise and blur or sharpening. Loss: cross-entropy + soft Dice on
+both heads (``--dice``: the lesion head's over the batch or per slice); MedSeg slices have
+no lung labels, there lesion pixels only count as "lung, either side".
 
 The random draws of step ``i`` come from ``numpy.random.default_rng([seed, i])``, so a run
 stopped and resumed from its checkpoint (``<run>/ckpt.pt``, written every
@@ -45,12 +46,14 @@ L0 = -350.0
 CONS_HU = -300.0
 
 
-def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, ...]:
-    """Random rotation/scale/flip/crop of one slice to ``crop`` x ``crop`` at 1.5 mm."""
+def _warp(s: D.Slice, rng: np.random.Generator, crop: int,
+          net_mm: float = SPACING_MM) -> tuple[np.ndarray, ...]:
+    """Random rotation/scale/flip/crop of one slice to ``crop`` x ``crop`` pixels of
+    ``net_mm`` mm."""
     h, w = s.hu.shape
     ang = np.deg2rad(rng.uniform(-15, 15))
     scale = rng.uniform(0.85, 1.15)
-    step = SPACING_MM * scale / s.mm  # input pixels per output pixel
+    step = net_mm * scale / s.mm  # input pixels per output pixel
     if s.kind in ("medseg", "unlabelled"):  # no lung labels: centre on the lesions
         lab = ((s.lesion == 1) | (s.lesion == 2)).astype(np.uint8)
     else:
@@ -87,8 +90,8 @@ def _warp(s: D.Slice, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, 
 def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator,
                coarse: float = 0.0) -> np.ndarray:
     """Window, 8-bit, noise and kernel augmentation, HU in and out; with probability
-    ``coarse`` the slice is first made coarse (pixels of 2.25-4.5 mm, as a downsampled
-    scan's, resampled back to 1.5 mm)."""
+    ``coarse`` the slice is first made coarse (pixels 1.5-3 times the network's: 2.25-4.5
+    mm at 1.5 mm, as a downsampled scan's) and resampled back."""
     if coarse > 0 and rng.random() < coarse:
         f = rng.uniform(1.5, 3.0)
         small = ndi.zoom(hu, 1 / f, order=1, mode="nearest")
@@ -114,8 +117,9 @@ def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator,
 def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
                crop: int, rng: np.random.Generator,
                extra: tuple[tuple[list[D.Slice], int], ...] = (),
-               coarse: float = 0.0) -> tuple[torch.Tensor, ...]:
-    """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop).
+               coarse: float = 0.0, net_mm: float = SPACING_MM) -> tuple[torch.Tensor, ...]:
+    """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop),
+    pixels of ``net_mm`` mm.
 
     ``extra``: more (slices, number per batch) sources (real lesion-free CT, pseudo-labelled
     slices); ``coarse`` is the probability of the coarse-pixel augmentation of
@@ -128,7 +132,7 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
             items += [pool[i] for i in rng.integers(len(pool), size=n)]
     xs, lungs, lesions = [], [], []
     for s in items:
-        hu, lung, lesion = _warp(s, rng, crop)
+        hu, lung, lesion = _warp(s, rng, crop, net_mm)
         xs.append(_intensity(hu, s.kind, rng, coarse))
         lungs.append(lung)
         lesions.append(lesion)
@@ -233,12 +237,12 @@ def summary(rows: list[dict]) -> dict[str, float]:
 def pseudo_label(net: LesionNet, slices: list[D.Slice], conf: float) -> list[D.Slice]:
     """``slices`` with the lesion class ``net`` gives with probability >= ``conf`` (0 none,
     1 GGO, 2 consolidation) and :data:`models.data.UNKNOWN` elsewhere (self-training)."""
-    from lesionquant.segment.model._infer import _net_logits
+    from lesionquant.segment.model._infer import _net_logits, net_grid
 
     out = []
     for s in slices:
         h, w = s.hu.shape
-        size = (max(1, round(h * s.mm / SPACING_MM)), max(1, round(w * s.mm / SPACING_MM)))
+        size = net_grid((h, w), (s.mm, s.mm), net.spacing_mm)
         logits = _net_logits(net, torch.from_numpy(s.hu)[None, None], size, "cpu")[:, 3:]
         prob = torch.softmax(F.interpolate(logits, size=(h, w), mode="bilinear",
                                            align_corners=False), 1)[0]
@@ -261,7 +265,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           medseg: list[D.Slice] | None = None, stop_after: int | None = None,
           real_per_batch: int = 0, real: list[D.Slice] | None = None, coarse: float = 0.0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
-          teacher: Path | None = None, dice: str = "batch") -> LesionNet:
+          teacher: Path | None = None, dice: str = "batch",
+          spacing_mm: float = SPACING_MM) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -272,7 +277,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     ``pseudo_per_batch`` unlabelled COVID-19 slices a step with the lesion classes the
     ``teacher`` checkpoint (default ``init``) gives with probability >= ``pseudo_conf``
     (:func:`pseudo_label`; the other pixels are ignored). ``dice``: the lesion head's soft
-    Dice over the ``"batch"`` or per ``"slice"`` (:func:`_soft_dice`).
+    Dice over the ``"batch"`` or per ``"slice"`` (:func:`_soft_dice`); ``spacing_mm`` the
+    network's pixel size (``crop`` counts its pixels).
     """
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -291,11 +297,11 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         src = teacher or init
         if src is None:
             raise ValueError("pseudo labels need a teacher (--teacher or --init)")
-        tnet = LesionNet(base=base)
+        tnet = LesionNet(base=base, spacing_mm=spacing_mm)
         tnet.load_state_dict(torch.load(src, weights_only=True)["model"])
         pseudo = pseudo_label(tnet.eval(), D.load_unlabelled(), pseudo_conf)
         logger.info("pseudo labels from %s on %d slices", src, len(pseudo))
-    net = LesionNet(base=base)
+    net = LesionNet(base=base, spacing_mm=spacing_mm)
     if init is not None:
         net.load_state_dict(torch.load(init, weights_only=True)["model"])
         logger.info("initialised from %s", init)
@@ -330,7 +336,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         torch.manual_seed(seed * 1_000_003 + i)
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
                                      crop, rng, ((real_sl, real_per_batch),
-                                                 (pseudo, pseudo_per_batch)), coarse)
+                                                 (pseudo, pseudo_per_batch)), coarse,
+                                     spacing_mm)
         a, b = net(x)
         loss = loss_fn(a, b, lung, lesion, dice == "slice")
         opt.zero_grad(set_to_none=True)
@@ -367,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--medseg", type=int, default=5, help="MedSeg slices per batch")
     p.add_argument("--synth", type=int, default=3, help="synthetic slices per batch")
-    p.add_argument("--crop", type=int, default=128, help="crop, pixels at 1.5 mm")
+    p.add_argument("--crop", type=int, default=128, help="crop, the network's pixels")
     p.add_argument("--base", type=int, default=16, help="channels of the first level")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--val-every", type=int, default=100)
@@ -388,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="checkpoint that makes the pseudo labels (default: --init)")
     p.add_argument("--dice", choices=("batch", "slice"), default="batch",
                    help="the lesion head's soft Dice over the batch or per slice")
+    p.add_argument("--spacing", type=float, default=SPACING_MM,
+                   help="the network's in-plane pixel size, mm")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
@@ -395,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
-          dice=a.dice)
+          dice=a.dice, spacing_mm=a.spacing)
 
 
 if __name__ == "__main__":

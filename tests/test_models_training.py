@@ -152,3 +152,21 @@ def test_the_mean_softmax_ensemble_averages_probabilities():
         assert torch.allclose(same[i], oa[i].log_softmax(1), atol=1e-5)
         mean = (oa[i].softmax(1) + ob[i].softmax(1)) / 2
         assert torch.allclose(both[i].exp(), mean, atol=1e-5)
+
+
+def test_the_per_slice_dice_counts_each_slice_once():
+    """``_soft_dice(per_slice=True)``: a small lesion missed costs as much as a large one,
+    slices without the class do not count; over the batch the large lesion dominates."""
+    from models.train import _soft_dice
+
+    target = torch.zeros(3, 1, 32, 32)
+    target[0, 0, :20, :20] = 1  # a large lesion, found
+    target[1, 0, :2, :2] = 1  # a small lesion, missed
+    prob = target.clone()
+    prob[1] = 0  # slice 2 holds no lesion and none is predicted
+    valid = torch.ones(3, 32, 32, dtype=torch.bool)
+    per_slice = float(_soft_dice(prob, target, valid, per_slice=True))
+    batch = float(_soft_dice(prob, target, valid))
+    assert per_slice == pytest.approx(0.5 * (1 - 1 / 5), abs=1e-6)  # (0 + 0.8) / 2
+    assert batch < 0.02
+    assert float(_soft_dice(target, target, valid, per_slice=True)) == pytest.approx(0.0)

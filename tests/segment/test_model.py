@@ -411,3 +411,30 @@ def test_model_lungs_on_real_ct_leave_out_outside_air_and_bowel(chest_dir, edge_
                  edge_dir / "totalseg-ct-series-20slice-j2k"):
         with pytest.raises(NoLungError):
             quantify(path, method="model", device="cpu")
+
+
+def test_a_network_runs_at_the_pixel_size_its_config_names(phantom):
+    """The grid the network sees follows its ``spacing_mm`` (1.5 mm when a weights file's
+    config names none); a pair of networks at two pixel sizes cannot run as one."""
+    from lesionquant.segment.model._infer import body_box, predict_labels
+    from lesionquant.segment.model._net import SPACING_MM, LesionNet, NetPair, build_net
+
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)[10:12]
+    sx, sy, _ = phantom.image.GetSpacing()
+    seen = {}
+    for mm in (1.0, 1.5):
+        net = LesionNet(base=4, spacing_mm=mm).eval()
+        net.register_forward_pre_hook(lambda m, a, mm=mm: seen.update({mm: a[0].shape}))
+        lung, lesion = predict_labels(net, hu, (sy, sx))
+        assert lung.shape == lesion.shape == hu.shape  # labels on the input's grid
+    # rows of the network's grid: the body box's mm / the network's pixel, padded to 8
+    rows, _ = body_box(hu, (sy, sx))
+    for mm, shape in seen.items():
+        assert -1 <= shape[2] - (rows.stop - rows.start) * sy / mm <= 8, (mm, shape)
+    assert seen[1.0][2] > 1.4 * seen[1.5][2]
+    assert build_net({"in_channels": 1, "base": 4, "levels": 4}).spacing_mm == SPACING_MM
+    pair = NetPair(LesionNet(base=4), LesionNet(base=4, spacing_mm=1.0))
+    with pytest.raises(ValueError, match="different pixel sizes"):
+        _ = pair.spacing_mm
+    with pytest.raises(ValueError, match="positive"):
+        LesionNet(spacing_mm=0.0)

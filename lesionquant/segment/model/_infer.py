@@ -1,6 +1,6 @@
 """Slice-wise inference: HU slices at any pixel size -> lung and lesion labels.
 
-Slices are resampled to :data:`~lesionquant.segment.model._net.SPACING_MM` (bilinear,
+Slices are resampled to the network's pixel size (``net.spacing_mm``; bilinear,
 antialiased), padded with air to a multiple of the network's stride and run in batches of
 ``batch`` slices (bounded memory). On thin-slice scans the network runs on slices about
 ``z_step_mm`` apart and the logits of the slices between are interpolated linearly along
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lesionquant.segment.model._net import SPACING_MM, LesionNet, normalise_hu
+from lesionquant.segment.model._net import LesionNet, normalise_hu
 
-__all__ = ["predict_labels", "slices_to_run"]
+__all__ = ["net_grid", "predict_labels", "slices_to_run"]
 
 AIR_HU = -1024.0
 #: Pixels above this HU on any slice make the body's box (air and lung are below it).
@@ -54,6 +54,14 @@ def slices_to_run(n: int, spacing_z_mm: float | None, z_step_mm: float) -> np.nd
                                                                         // spacing_z_mm))
     idx = np.arange(0, n, stride)
     return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
+
+
+def net_grid(shape_yx: tuple[int, int], spacing_yx: tuple[float, float],
+             net_mm: float) -> tuple[int, int]:
+    """Rows and columns of an image of ``shape_yx`` pixels of ``spacing_yx`` mm resampled
+    to the network's ``net_mm`` pixels (at least one each)."""
+    return (max(1, round(shape_yx[0] * spacing_yx[0] / net_mm)),
+            max(1, round(shape_yx[1] * spacing_yx[1] / net_mm)))
 
 
 def _net_logits(net: LesionNet, hu: torch.Tensor, size: tuple[int, int],
@@ -196,8 +204,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
             out.append(full)
         return out[0], out[1]
     z, y, x = hu.shape
-    size = (max(1, round(y * spacing_yx[0] / SPACING_MM)),
-            max(1, round(x * spacing_yx[1] / SPACING_MM)))
+    size = net_grid((y, x), spacing_yx, net.spacing_mm)
     run = slices_to_run(z, spacing_z_mm, z_step_mm)
     crop = None
     z0, z1 = 0, z

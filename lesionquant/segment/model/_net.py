@@ -1,7 +1,8 @@
 """The network: a compact 2D U-Net with two heads (lungs, lesions), alone or as a pair.
 
-Input: one axial slice (or a few adjacent ones, as channels) in HU, resampled to
-:data:`SPACING_MM` in-plane and normalised by :func:`normalise_hu`. Output: two logit maps,
+Input: one axial slice (or a few adjacent ones, as channels) in HU, resampled to the
+network's in-plane pixel size (:attr:`LesionNet.spacing_mm`, :data:`SPACING_MM` unless its
+``config`` names another) and normalised by :func:`normalise_hu`. Output: two logit maps,
 ``lungs`` (0 background, 1 right lung, 2 left lung; lesions count as lung) and ``lesions``
 (0 none, 1 ground-glass opacity, 2 consolidation: the experts' region class).
 
@@ -18,7 +19,7 @@ from torch import nn
 
 __all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetPair", "build_net", "normalise_hu"]
 
-#: In-plane pixel size the network works at, mm.
+#: In-plane pixel size a network works at unless its ``config`` names another, mm.
 SPACING_MM = 1.5
 #: HU range the network sees (a lung window, as the 8-bit training JPEGs); values outside
 #: are clipped. (low, high) HU.
@@ -55,11 +56,17 @@ class LesionNet(nn.Module):
         Channels of the first level.
     levels : int
         Resolution levels (the input size must be divisible by ``2 ** (levels - 1)``).
+    spacing_mm : float
+        In-plane pixel size the network works at (inputs are resampled to it), mm.
     """
 
-    def __init__(self, in_channels: int = 1, base: int = 16, levels: int = 4) -> None:
+    def __init__(self, in_channels: int = 1, base: int = 16, levels: int = 4,
+                 spacing_mm: float = SPACING_MM) -> None:
         super().__init__()
-        self.config = {"in_channels": in_channels, "base": base, "levels": levels}
+        if not spacing_mm > 0:
+            raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        self.config = {"in_channels": in_channels, "base": base, "levels": levels,
+                       "spacing_mm": float(spacing_mm)}
         ch = [base * 2**i for i in range(levels)]
         self.down = nn.ModuleList()
         cin = in_channels
@@ -78,6 +85,11 @@ class LesionNet(nn.Module):
     def multiple(self) -> int:
         """Input height and width must be multiples of this."""
         return 2 ** (self.config["levels"] - 1)
+
+    @property
+    def spacing_mm(self) -> float:
+        """In-plane pixel size the network works at, mm."""
+        return self.config["spacing_mm"]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, H, W) normalised -> (lung logits, lesion logits), each (N, 3, H, W)."""
@@ -112,6 +124,15 @@ class NetPair(nn.Module):
     def multiple(self) -> int:
         """Input height and width must be multiples of this."""
         return max(self.lungs.multiple, self.lesions.multiple)
+
+    @property
+    def spacing_mm(self) -> float:
+        """In-plane pixel size both networks work at, mm (a pair run as one needs one)."""
+        if self.lungs.spacing_mm != self.lesions.spacing_mm:
+            raise ValueError("the pair's networks work at different pixel sizes "
+                             f"({self.lungs.spacing_mm} and {self.lesions.spacing_mm} mm): "
+                             "run each network on its own")
+        return self.lungs.spacing_mm
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, H, W) normalised -> (lung logits of ``lungs``, lesion logits of
