@@ -7,9 +7,10 @@
 # interruption. Then:
 #   python -m models.export models/runs/final --name lesionnet-v3 --lesion-run models/runs/mo_final
 #   python -m models.evaluate_model medseg --prefix mo_ --lung-prefix ''
-# Variants: PREFIX names the runs, EXTRA adds training options; the coarse-pixel
-# augmentation under test (models/README.md):
-#   PREFIX=mc_ EXTRA="--coarse 0.2" sh models/run_lesion_medseg.sh
+# Variants: PREFIX names the runs, EXTRA adds training options (models/README.md):
+#   PREFIX=mc_ EXTRA="--coarse 0.2" sh models/run_lesion_medseg.sh  # coarse pixels
+#   PREFIX=mp_ EXTRA="--dice slice --coarse 0.2" sh models/run_lesion_medseg.sh  # + per-slice Dice
+#   PREFIX=mf_ EXTRA="--spacing 1.0 --crop 240" sh models/run_lesion_medseg.sh  # 1.0 mm pixels
 set -e
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-1500}
