@@ -36,6 +36,7 @@ import torch
 
 from lesionquant.segment.model import LesionNet
 from lesionquant.segment.model._infer import predict_labels
+from lesionquant.segment.model._net import shared_spacing_mm
 from models import data as D
 from models.train import CONS_HU, dice
 
@@ -245,6 +246,10 @@ class MeanSoftmax(torch.nn.Module):
     @property
     def multiple(self) -> int:
         return max(n.multiple for n in self.nets)
+
+    @property
+    def spacing_mm(self) -> float:
+        return shared_spacing_mm(list(self.nets))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = [n(x) for n in self.nets]

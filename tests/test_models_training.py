@@ -148,6 +148,9 @@ def test_the_mean_softmax_ensemble_averages_probabilities():
         both = MeanSoftmax([a, b])(x)
         oa, ob = a(x), b(x)
     assert MeanSoftmax([a, b]).multiple == a.multiple
+    assert MeanSoftmax([a, b]).spacing_mm == a.spacing_mm  # predict_labels resamples to it
+    with pytest.raises(ValueError, match="different pixel sizes"):
+        _ = MeanSoftmax([a, LesionNet(base=4, spacing_mm=1.0)]).spacing_mm
     for i in range(2):
         assert torch.allclose(same[i], oa[i].log_softmax(1), atol=1e-5)
         mean = (oa[i].softmax(1) + ob[i].softmax(1)) / 2

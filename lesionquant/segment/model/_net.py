@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetPair", "build_net", "normalise_hu"]
+__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetPair", "build_net", "normalise_hu",
+           "shared_spacing_mm"]
 
 #: In-plane pixel size a network works at unless its ``config`` names another, mm.
 SPACING_MM = 1.5
@@ -128,16 +129,22 @@ class NetPair(nn.Module):
     @property
     def spacing_mm(self) -> float:
         """In-plane pixel size both networks work at, mm (a pair run as one needs one)."""
-        if self.lungs.spacing_mm != self.lesions.spacing_mm:
-            raise ValueError("the pair's networks work at different pixel sizes "
-                             f"({self.lungs.spacing_mm} and {self.lesions.spacing_mm} mm): "
-                             "run each network on its own")
-        return self.lungs.spacing_mm
+        return shared_spacing_mm([self.lungs, self.lesions])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (N, C, H, W) normalised -> (lung logits of ``lungs``, lesion logits of
         ``lesions``), each (N, 3, H, W)."""
         return self.lungs(x)[0], self.lesions(x)[1]
+
+
+def shared_spacing_mm(nets: list[nn.Module]) -> float:
+    """The one pixel size (mm) of networks run together on one input (a pair, an
+    ensemble); ``ValueError`` when they work at different pixel sizes."""
+    sizes = sorted({n.spacing_mm for n in nets})
+    if len(sizes) != 1:
+        raise ValueError(f"networks run together work at different pixel sizes {sizes} mm: "
+                         "run each network on its own")
+    return sizes[0]
 
 
 def build_net(config: dict) -> LesionNet | NetPair:
