@@ -11,6 +11,8 @@
 #   PREFIX=mc_ EXTRA="--coarse 0.2" sh models/run_lesion_medseg.sh  # coarse pixels
 #   PREFIX=mp_ EXTRA="--dice slice --coarse 0.2" sh models/run_lesion_medseg.sh  # + per-slice Dice
 #   PREFIX=mf_ EXTRA="--spacing 1.0 --crop 240" sh models/run_lesion_medseg.sh  # 1.0 mm pixels
+#   PREFIX=md_ EXTRA="--dice slice --coarse 0.2 --dependent 0.3" sh models/run_lesion_medseg.sh
+#     # + the dependent-density band
 set -e
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-1500}

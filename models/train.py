@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,16 +115,60 @@ def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator,
     return hu.astype(np.float32)
 
 
+def _dependent_density(hu: np.ndarray, lesion: np.ndarray, mm: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Add a gravity-dependent density band to the lungs of an upright slice (rows anterior
+    to posterior), HU in and out, labels unchanged (a negative: "dependent density is not
+    lesion").
+
+    The band is what supine healthy lungs show along the posterior pleura (less aerated
+    dependent lung, gone when the patient lies prone): ``A * exp(-d / L) * w`` HU added to
+    every lung pixel, ``d`` its distance to the lung's edge (mm), ``w`` how far it lies in
+    the posterior half of its lung (0 at mid-height, 1 at the lowest row), ``A`` 100-400
+    HU and ``L`` 3-15 mm drawn per slice (normal lung at about -850 HU reaches about -450
+    to -750 HU at the pleura). Lung: pixels below -500 HU and the labelled lesions, holes
+    filled, parts of at least 1 % of the slice that are not outside air (mean >= -950 HU).
+    Vessels and lesions keep their contrast (the band is added, not blended).
+    """
+    lung = ndi.binary_fill_holes(ndi.binary_closing((hu < -500) | ((lesion > 0)
+                                                                  & (lesion != D.UNKNOWN)),
+                                                    iterations=2))
+    lab, n = ndi.label(lung)
+    if n == 0:
+        return hu
+    idx = np.arange(1, n + 1)
+    area = ndi.sum_labels(np.ones_like(hu), lab, idx)
+    mean = ndi.mean(hu, lab, idx)
+    keep = idx[(area >= 0.01 * hu.size) & (mean >= -950)]
+    if not len(keep):
+        return hu
+    rows = np.broadcast_to(np.arange(hu.shape[0], dtype=np.float32)[:, None], hu.shape)
+    top = ndi.minimum(rows, lab, keep)
+    bottom = ndi.maximum(rows, lab, keep)
+    mid = np.zeros(n + 1, np.float32)
+    span = np.ones(n + 1, np.float32)
+    mid[keep] = (np.asarray(top) + np.asarray(bottom)) / 2
+    span[keep] = np.maximum((np.asarray(bottom) - mid[keep]), 1.0)
+    inside = np.isin(lab, keep)
+    w = np.clip((rows - mid[lab]) / span[lab], 0, 1) * inside
+    d_mm = ndi.distance_transform_edt(inside) * mm
+    amp, length = rng.uniform(100, 400), rng.uniform(3, 15)
+    return (hu + amp * np.exp(-d_mm / length) * w).astype(np.float32)
+
+
 def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
                crop: int, rng: np.random.Generator,
                extra: tuple[tuple[list[D.Slice], int], ...] = (),
-               coarse: float = 0.0, net_mm: float = SPACING_MM) -> tuple[torch.Tensor, ...]:
+               coarse: float = 0.0, net_mm: float = SPACING_MM,
+               dependent: float = 0.0) -> tuple[torch.Tensor, ...]:
     """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop),
     pixels of ``net_mm`` mm.
 
     ``extra``: more (slices, number per batch) sources (real lesion-free CT, pseudo-labelled
     slices); ``coarse`` is the probability of the coarse-pixel augmentation of
-    :func:`_intensity`. With neither, the random draws are those of the first phase."""
+    :func:`_intensity`, ``dependent`` that of the dependent-density band on a MedSeg slice
+    (:func:`_dependent_density`). With none, the random draws are those of the first
+    phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
     if synth:
         items += [synth[i] for i in rng.integers(len(synth), size=n_syn)]
@@ -132,6 +177,8 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
             items += [pool[i] for i in rng.integers(len(pool), size=n)]
     xs, lungs, lesions = [], [], []
     for s in items:
+        if dependent > 0 and s.kind == "medseg" and rng.random() < dependent:
+            s = replace(s, hu=_dependent_density(s.hu, s.lesion, s.mm, rng))
         hu, lung, lesion = _warp(s, rng, crop, net_mm)
         xs.append(_intensity(hu, s.kind, rng, coarse))
         lungs.append(lung)
@@ -266,7 +313,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           real_per_batch: int = 0, real: list[D.Slice] | None = None, coarse: float = 0.0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
           teacher: Path | None = None, dice: str = "batch",
-          spacing_mm: float = SPACING_MM) -> LesionNet:
+          spacing_mm: float = SPACING_MM, dependent: float = 0.0) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -278,7 +325,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     ``teacher`` checkpoint (default ``init``) gives with probability >= ``pseudo_conf``
     (:func:`pseudo_label`; the other pixels are ignored). ``dice``: the lesion head's soft
     Dice over the ``"batch"`` or per ``"slice"`` (:func:`_soft_dice`); ``spacing_mm`` the
-    network's pixel size (``crop`` counts its pixels).
+    network's pixel size (``crop`` counts its pixels); ``dependent`` the probability of
+    the dependent-density band on a MedSeg slice (:func:`_dependent_density`).
     """
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
@@ -326,7 +374,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "coarse": coarse, "init": str(init) if init else None,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
-            "dice": dice, "config": net.config}
+            "dice": dice, "dependent": dependent, "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     net.train()
     log = (run / "log.jsonl").open("a")
@@ -337,7 +385,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse,
-                                     spacing_mm)
+                                     spacing_mm, dependent)
         a, b = net(x)
         loss = loss_fn(a, b, lung, lesion, dice == "slice")
         opt.zero_grad(set_to_none=True)
@@ -397,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the lesion head's soft Dice over the batch or per slice")
     p.add_argument("--spacing", type=float, default=SPACING_MM,
                    help="the network's in-plane pixel size, mm")
+    p.add_argument("--dependent", type=float, default=0.0,
+                   help="probability of the dependent-density band on a MedSeg slice")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
@@ -404,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
-          dice=a.dice, spacing_mm=a.spacing)
+          dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent)
 
 
 if __name__ == "__main__":

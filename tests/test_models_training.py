@@ -173,3 +173,29 @@ def test_the_per_slice_dice_counts_each_slice_once():
     assert per_slice == pytest.approx(0.5 * (1 - 1 / 5), abs=1e-6)  # (0 + 0.8) / 2
     assert batch < 0.02
     assert float(_soft_dice(target, target, valid, per_slice=True)) == pytest.approx(0.0)
+
+
+def test_the_dependent_density_band_lies_along_the_posterior_pleura():
+    """``_dependent_density``: 100-400 HU at the dependent (posterior, high-row) edge of
+    each lung, nothing in the anterior half or outside the lungs, outside air untouched."""
+    from models.train import _dependent_density
+
+    hu = np.full((200, 240), 40.0, np.float32)  # soft tissue
+    hu[:12] = -1000.0  # air in front of the chest (outside the body)
+    yy, xx = np.mgrid[:200, :240]
+    lungs = np.zeros(hu.shape, bool)
+    for cx in (65, 175):
+        lungs |= ((yy - 100) / 70.0) ** 2 + ((xx - cx) / 45.0) ** 2 <= 1
+    hu[lungs] = -850.0
+    lesion = np.zeros(hu.shape, np.uint8)
+    lesion[100:110, 60:70] = 1  # a GGO patch stays labelled (the labels are not touched)
+    hu[100:110, 60:70] = -500.0
+    out = _dependent_density(hu, lesion, 1.0, np.random.default_rng(0))
+    add = out - hu
+    assert np.all(add[~lungs] == 0)  # not outside the lungs, not the outside air
+    assert np.all(add[:100] == 0)  # not in the anterior half of either lung
+    edge = add[lungs & (yy >= 160)].max()  # just inside the lowest (dependent) rows
+    assert 100 <= edge <= 400
+    deep = add[(yy == 140) & (xx == 65)][0]  # 30 mm above the dependent pleura
+    assert deep < 0.2 * edge
+    assert np.all(add >= 0)
