@@ -1,6 +1,6 @@
 """Probe: the lesion network run only in the lung box against the whole (body) image.
 
-With a network pair (lesionnet-v3) the lesion network runs in the lung mask's box widened
+With a network pair (lesionnet-v3 and later) the lesion network runs in the lung mask's box widened
 by ``LESION_BOX_MARGIN_MM`` in-plane (``lesionquant.segment.model._stages``), which
 changes the network's context at the box edge. For every whole real chest CT of
 ``../shared/data/chest/`` (healthy), the same CTs with the ground-truth v2 report and

@@ -6,7 +6,7 @@
     python -m models.evaluate_model ensemble --prefixes mo_,mc_  # two lesion nets averaged
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
-(``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v3, a network pair: ``--prefix mo_
+(``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v4, a network pair: ``--prefix md_
 --lung-prefix ''``, the lesions of the MedSeg-only run, the lungs of the v2 recipe's run)
 and by the classical pipeline (``quantify`` on
 :func:`models.data.medseg_image`: the slice mapped to HU by its own peaks, as
@@ -37,6 +37,7 @@ import torch
 from lesionquant.segment.model import LesionNet
 from lesionquant.segment.model._infer import predict_labels
 from lesionquant.segment.model._net import shared_spacing_mm
+from lesionquant.segment.model._weights import DEFAULT_WEIGHTS
 from models import data as D
 from models.train import CONS_HU, dice
 
@@ -201,6 +202,7 @@ def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], pref
 
     dice_of = {r["slice"]: r for r in rows}
     names = {"": "lesionnet-v2", "mo_": "lesionnet-v3 (MedSeg-only lesion net)",
+             "md_": "lesionnet-v4",
              "p2_": "v2 + real negatives", "ssl_": "v2 + self-training"}
     cols = [("expert", "expert (MedSeg)", None),
             ("model", names.get(prefix, prefix), "model_head_learned"),
@@ -450,7 +452,7 @@ def synthetic(figures: Path | None, n_cases: int = 2) -> dict:
 #: Panel titles of the overlays stacked by :func:`stack_methods`.
 METHOD_TITLES = {
     "classical": "classical method",
-    "model": "learned model (lesionnet-v3: v2 lungs, MedSeg-trained lesions)",
+    "model": f"learned model ({DEFAULT_WEIGHTS}: v2 lungs, MedSeg-trained lesions)",
     "model_lungs": "model lungs + classical HU-band lesions (--lungs model)",
     "hybrid": "classical lungs + model lesions (--lesions model)",
 }
@@ -591,7 +593,7 @@ def main() -> None:
                    help="medseg: fold runs are <runs>/<prefix>fold<k> (p2_: second phase)")
     p.add_argument("--lung-prefix", default=None,
                    help="medseg: lungs from <runs>/<lung-prefix>fold<k> (a network pair; "
-                   "lesionnet-v3: --prefix mo_ --lung-prefix '')")
+                   "lesionnet-v4: --prefix md_ --lung-prefix '')")
     p.add_argument("--figures", type=Path, default=None,
                    help="synthetic: overlays folder; medseg: the PNG of one slice a fold")
     p.add_argument("--cases", type=int, default=2,

@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--lesion-run", type=Path, default=None,
                    help="a second run whose lesion head gives the lesions (a network pair)")
-    p.add_argument("--name", default="lesionnet-v3")
+    p.add_argument("--name", default="lesionnet-v4")
     p.add_argument("--description", default="two 2D U-Nets (16 base channels, 4 levels, "
                    "1.5 mm): lungs trained on MedSeg + synthetic, lesions on the 65 MedSeg "
                    "slices; see models/README.md")

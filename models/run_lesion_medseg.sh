@@ -1,12 +1,13 @@
 #!/bin/sh
-# The lesion network of lesionnet-v3: the lesionnet-v2 architecture trained on the 65
+# The lesion network of lesionnet-v3 and v4: the lesionnet-v2 architecture trained on the 65
 # MedSeg expert slices alone (8 a step, no synthetic slices), the shipped model and the
 # 5 cross-validation folds, two runs at a time (one thread each). Its lung head is not
-# used: lesionnet-v3 takes the lungs from lesionnet-v2's lung head (models/README.md).
+# used: lesionnet-v3 and v4 take the lungs from lesionnet-v2's lung head (models/README.md).
 # Every run checkpoints every 25 steps and resumes: rerun this script after an
 # interruption. Then:
 #   python -m models.export models/runs/final --name lesionnet-v3 --lesion-run models/runs/mo_final
 #   python -m models.evaluate_model medseg --prefix mo_ --lung-prefix ''
+# lesionnet-v4 is the md_ variant below: --lesion-run models/runs/md_final --name lesionnet-v4
 # Variants: PREFIX names the runs, EXTRA adds training options (models/README.md):
 #   PREFIX=mc_ EXTRA="--coarse 0.2" sh models/run_lesion_medseg.sh  # coarse pixels
 #   PREFIX=mp_ EXTRA="--dice slice --coarse 0.2" sh models/run_lesion_medseg.sh  # + per-slice Dice

@@ -8,7 +8,7 @@
 
 The classical pipeline fails both (its lung mask stops at the aerated lung; its dependent
 density reads as GGO): those cases are strict xfails, the baseline the learned model must
-beat. The learned model (``method="model"``, lesionnet-v3) keeps the consolidated lobes
+beat. The learned model (``method="model"``, lesionnet-v4) keeps the consolidated lobes
 inside its lung mask (tested without a marker) but still calls hilar vessels and dependent
 density lesion on the control (a strict xfail). When a method passes a strict xfail, the
 xfail turns into a failure: remove the marker.
@@ -39,8 +39,8 @@ _BASELINE_FP = pytest.mark.xfail(
     reason="classical baseline: dependent density of the control reads as GGO (issue 20)")
 _MODEL_FP = pytest.mark.xfail(
     strict=True, raises=AssertionError,
-    reason="lesionnet-v3 calls hilar vessels and dependent density of the control lesion "
-           "(8.9 % and 6.0 %; issue 21)")
+    reason="lesionnet-v4 calls hilar vessels and dependent density of the control lesion "
+           "(6.5 % and 3.4 %; issue 21)")
 
 
 def _lung_and_cage(path, method="classical"):

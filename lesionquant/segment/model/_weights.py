@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_WEIGHTS", "LoadedModel", "load_model", "weights_info", "weig
 logger = logging.getLogger(__name__)
 
 #: Name of the weights used when none is named.
-DEFAULT_WEIGHTS = "lesionnet-v3"
+DEFAULT_WEIGHTS = "lesionnet-v4"
 
 
 @dataclass(frozen=True)
