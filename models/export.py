@@ -65,8 +65,9 @@ def main() -> None:
                    help="a second run whose lesion head gives the lesions (a network pair)")
     p.add_argument("--name", default="lesionnet-v4")
     p.add_argument("--description", default="two 2D U-Nets (16 base channels, 4 levels, "
-                   "1.5 mm): lungs trained on MedSeg + synthetic, lesions on the 65 MedSeg "
-                   "slices; see models/README.md")
+                   "1.5 mm): lungs trained on MedSeg + synthetic (lesionnet-v2's), lesions on "
+                   "the 65 MedSeg slices with per-slice Dice, coarse pixels and a "
+                   "dependent-density band; see models/README.md")
     a = p.parse_args()
     print(export(a.run, a.name, a.description, a.lesion_run))
 

@@ -115,33 +115,27 @@ def _intensity(hu: np.ndarray, kind: str, rng: np.random.Generator,
     return hu.astype(np.float32)
 
 
-def _dependent_density(hu: np.ndarray, lesion: np.ndarray, mm: float,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Add a gravity-dependent density band to the lungs of an upright slice (rows anterior
-    to posterior), HU in and out, labels unchanged (a negative: "dependent density is not
-    lesion").
-
-    The band is what supine healthy lungs show along the posterior pleura (less aerated
-    dependent lung, gone when the patient lies prone): ``A * exp(-d / L) * w`` HU added to
-    every lung pixel, ``d`` its distance to the lung's edge (mm), ``w`` how far it lies in
-    the posterior half of its lung (0 at mid-height, 1 at the lowest row), ``A`` 100-400
-    HU and ``L`` 3-15 mm drawn per slice (normal lung at about -850 HU reaches about -450
-    to -750 HU at the pleura). Lung: pixels below -500 HU and the labelled lesions, holes
-    filled, parts of at least 1 % of the slice that are not outside air (mean >= -950 HU).
-    Vessels and lesions keep their contrast (the band is added, not blended).
-    """
+def _band_geometry(hu: np.ndarray, lesion: np.ndarray,
+                   mm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the dependent-density band of :func:`_dependent_density` goes on an upright
+    slice: ``(d, w)``, each lung pixel's distance to the lung's edge (mm, float64) and how
+    far it lies in the posterior half of its lung (0 at mid-height, 1 at
+    the lowest row; 0 outside the lungs); ``None`` when the slice holds no lung. It
+    depends on the slice alone, so training computes it once a slice. Lung: pixels below
+    -500 HU and the labelled lesions, holes filled, parts of at least 1 % of the slice
+    that are not outside air (mean >= -950 HU)."""
     lung = ndi.binary_fill_holes(ndi.binary_closing((hu < -500) | ((lesion > 0)
                                                                   & (lesion != D.UNKNOWN)),
                                                     iterations=2))
     lab, n = ndi.label(lung)
     if n == 0:
-        return hu
+        return None
     idx = np.arange(1, n + 1)
-    area = ndi.sum_labels(np.ones_like(hu), lab, idx)
+    area = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     mean = ndi.mean(hu, lab, idx)
     keep = idx[(area >= 0.01 * hu.size) & (mean >= -950)]
     if not len(keep):
-        return hu
+        return None
     rows = np.broadcast_to(np.arange(hu.shape[0], dtype=np.float32)[:, None], hu.shape)
     top = ndi.minimum(rows, lab, keep)
     bottom = ndi.maximum(rows, lab, keep)
@@ -151,8 +145,29 @@ def _dependent_density(hu: np.ndarray, lesion: np.ndarray, mm: float,
     span[keep] = np.maximum((np.asarray(bottom) - mid[keep]), 1.0)
     inside = np.isin(lab, keep)
     w = np.clip((rows - mid[lab]) / span[lab], 0, 1) * inside
-    d_mm = ndi.distance_transform_edt(inside) * mm
+    return ndi.distance_transform_edt(inside) * mm, w
+
+
+def _dependent_density(hu: np.ndarray, lesion: np.ndarray, mm: float,
+                       rng: np.random.Generator,
+                       geometry: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Add a gravity-dependent density band to the lungs of an upright slice (rows anterior
+    to posterior), HU in and out, labels unchanged (a negative: "dependent density is not
+    lesion").
+
+    The band is what supine healthy lungs show along the posterior pleura (less aerated
+    dependent lung, gone when the patient lies prone): ``A * exp(-d / L) * w`` HU added to
+    every lung pixel (``d``, ``w``: :func:`_band_geometry`, or ``geometry`` when given),
+    ``A`` 100-400 HU and ``L`` 3-15 mm drawn per slice (normal lung at about -850 HU
+    reaches about -450 to -750 HU at the pleura). Vessels and lesions keep their contrast
+    (the band is added, not blended).
+    """
+    if geometry is None:
+        geometry = _band_geometry(hu, lesion, mm)
+        if geometry is None:
+            return hu
     amp, length = rng.uniform(100, 400), rng.uniform(3, 15)
+    d_mm, w = geometry
     return (hu + amp * np.exp(-d_mm / length) * w).astype(np.float32)
 
 
@@ -160,14 +175,16 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
                crop: int, rng: np.random.Generator,
                extra: tuple[tuple[list[D.Slice], int], ...] = (),
                coarse: float = 0.0, net_mm: float = SPACING_MM,
-               dependent: float = 0.0) -> tuple[torch.Tensor, ...]:
+               dependent: float = 0.0,
+               bands: dict[str, tuple | None] | None = None) -> tuple[torch.Tensor, ...]:
     """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop),
     pixels of ``net_mm`` mm.
 
     ``extra``: more (slices, number per batch) sources (real lesion-free CT, pseudo-labelled
     slices); ``coarse`` is the probability of the coarse-pixel augmentation of
     :func:`_intensity`, ``dependent`` that of the dependent-density band on a MedSeg slice
-    (:func:`_dependent_density`). With none, the random draws are those of the first
+    (:func:`_dependent_density`; ``bands``: each MedSeg slice's :func:`_band_geometry` by
+    name, computed here when missing). With none, the random draws are those of the first
     phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
     if synth:
@@ -178,7 +195,10 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
     xs, lungs, lesions = [], [], []
     for s in items:
         if dependent > 0 and s.kind == "medseg" and rng.random() < dependent:
-            s = replace(s, hu=_dependent_density(s.hu, s.lesion, s.mm, rng))
+            geo = (bands[s.name] if bands is not None and s.name in bands
+                   else _band_geometry(s.hu, s.lesion, s.mm))
+            if geo is not None:
+                s = replace(s, hu=_dependent_density(s.hu, s.lesion, s.mm, rng, geo))
         hu, lung, lesion = _warp(s, rng, crop, net_mm)
         xs.append(_intensity(hu, s.kind, rng, coarse))
         lungs.append(lung)
@@ -376,6 +396,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
             "dice": dice, "dependent": dependent, "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
+    bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
+             if dependent > 0 else None)
     net.train()
     log = (run / "log.jsonl").open("a")
     t0 = time.perf_counter()
@@ -385,7 +407,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse,
-                                     spacing_mm, dependent)
+                                     spacing_mm, dependent, bands)
         a, b = net(x)
         loss = loss_fn(a, b, lung, lesion, dice == "slice")
         opt.zero_grad(set_to_none=True)

@@ -178,7 +178,7 @@ def test_the_per_slice_dice_counts_each_slice_once():
 def test_the_dependent_density_band_lies_along_the_posterior_pleura():
     """``_dependent_density``: 100-400 HU at the dependent (posterior, high-row) edge of
     each lung, nothing in the anterior half or outside the lungs, outside air untouched."""
-    from models.train import _dependent_density
+    from models.train import _band_geometry, _dependent_density
 
     hu = np.full((200, 240), 40.0, np.float32)  # soft tissue
     hu[:12] = -1000.0  # air in front of the chest (outside the body)
@@ -199,3 +199,7 @@ def test_the_dependent_density_band_lies_along_the_posterior_pleura():
     deep = add[(yy == 140) & (xx == 65)][0]  # 30 mm above the dependent pleura
     assert deep < 0.2 * edge
     assert np.all(add >= 0)
+    # training computes the geometry once a slice; the band drawn from it is the same
+    geo = _band_geometry(hu, lesion, 1.0)
+    assert np.array_equal(_dependent_density(hu, lesion, 1.0, np.random.default_rng(0), geo),
+                          out)
