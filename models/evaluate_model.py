@@ -36,7 +36,7 @@ import torch
 
 from lesionquant.segment.model import LesionNet
 from lesionquant.segment.model._infer import predict_labels
-from lesionquant.segment.model._net import shared_spacing_mm
+from lesionquant.segment.model._net import NetEnsemble
 from lesionquant.segment.model._weights import DEFAULT_WEIGHTS
 from models import data as D
 from models.train import CONS_HU, dice
@@ -237,32 +237,10 @@ def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], pref
     plt.close(fig)
 
 
-class MeanSoftmax(torch.nn.Module):
-    """Equal-weight ensemble of networks of the same output layout: the log of the mean of
-    their softmax, per head (``predict_labels`` takes its argmax as a network's logits)."""
-
-    def __init__(self, nets: list[torch.nn.Module]) -> None:
-        super().__init__()
-        self.nets = torch.nn.ModuleList(nets)
-
-    @property
-    def multiple(self) -> int:
-        return max(n.multiple for n in self.nets)
-
-    @property
-    def spacing_mm(self) -> float:
-        return shared_spacing_mm(list(self.nets))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outs = [n(x) for n in self.nets]
-        return tuple(torch.log(torch.stack([o[i].softmax(1) for o in outs]).mean(0) + 1e-8)
-                     for i in range(len(outs[0])))
-
-
 def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
     """Lesion-head rows of each ``<prefix>fold<k>`` run and of their equal-weight ensemble
-    (:class:`MeanSoftmax`) on the same held-out MedSeg slices; written to
-    ``models/results/medseg_cv_<runs>_ens_<prefixes>.json``."""
+    (:class:`~lesionquant.segment.model._net.NetEnsemble`) on the same held-out MedSeg
+    slices; written to ``models/results/medseg_cv_<runs>_ens_<prefixes>.json``."""
     ids = D.medseg_ids()
     fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
     slices = {s.name: s for s in D.load_medseg(ids)}
@@ -272,7 +250,7 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
             logger.warning("fold %d: not every run finished in %s, left out", f, runs)
             continue
         nets = {p.rstrip("_") or "v2": _load_run(runs / f"{p}fold{f}") for p in prefixes}
-        nets["ensemble"] = MeanSoftmax(list(nets.values())).eval()
+        nets["ensemble"] = NetEnsemble(list(nets.values())).eval()
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             t = _truth(s.lesion)
@@ -339,7 +317,9 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
 def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[dict]:
     """False lesion on the real CTs without COVID-19 (``normal_table``, ``method="model"``)
     with the lungs of ``lung_run`` and the lesions of each run in ``names`` (fold runs
-    too: none of these CTs is in any training), beside each run's held-out MedSeg Dice."""
+    too: none of these CTs is in any training), beside each run's held-out MedSeg Dice.
+    A name joining runs with ``+`` (``md_final+md_s1_final``) is their
+    :class:`~lesionquant.segment.model._net.NetEnsemble`."""
     from lesionquant.evaluate import normal_table
     from lesionquant.segment.model import _stages, _weights
     from lesionquant.segment.model._net import NetPair
@@ -350,7 +330,9 @@ def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[
     out = []
     try:
         for name in names:
-            pair = NetPair(lungs, _load_run(runs / name)).eval()
+            members = [_load_run(runs / n) for n in name.split("+")]
+            lesions = members[0] if len(members) == 1 else NetEnsemble(members)
+            pair = NetPair(lungs, lesions).eval()
             fake = _weights.LoadedModel(net=pair, name=f"run:{name}", sha256="0" * 64,
                                         device="cpu")
             _weights.load_model = lambda device="cpu", n=None, fake=fake: fake
@@ -583,7 +565,8 @@ def main() -> None:
     p.add_argument("--prefixes", default="mo_,mc_",
                    help="ensemble: comma-separated fold-run prefixes")
     p.add_argument("--lesion-runs", default="",
-                   help="healthy: comma-separated run names, e.g. mo_fold0,mc_fold0")
+                   help="healthy: comma-separated run names, e.g. mo_fold0,mc_fold0; "
+                   "a+b: the ensemble of runs a and b")
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid "
                    "(classical lungs, model lesions), model_lungs (model lungs, classical "

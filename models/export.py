@@ -7,7 +7,12 @@
 Writes ``<file>.pt`` (``{"config", "state_dict", "meta"}``, float32, loadable with
 ``torch.load(weights_only=True)``) and records its sha256 in ``registry.json``. With
 ``--lesion-run`` the file holds a :class:`~lesionquant.segment.model._net.NetPair`: the
-lungs of ``run``'s lung head, the lesions of the lesion run's lesion head.
+lungs of ``run``'s lung head, the lesions of the lesion run's lesion head; several
+``--lesion-run`` make the lesions their
+:class:`~lesionquant.segment.model._net.NetEnsemble`::
+
+    python -m models.export models/runs/final --name lesionnet-v5 \
+        --lesion-run models/runs/md_final models/runs/md_s1_final models/runs/md_s2_final
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lesionquant.segment.model._net import LesionNet, NetPair
+from lesionquant.segment.model._net import LesionNet, NetEnsemble, NetPair
 from lesionquant.segment.model._weights import sha256_file
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "lesionquant" / "segment" / "model" / "weights"
@@ -34,15 +39,19 @@ def _run_net(run: Path) -> tuple[LesionNet, dict]:
     return net, {k: v for k, v in meta.items() if k != "config"}
 
 
-def export(run: Path, name: str, description: str, lesion_run: Path | None = None) -> str:
-    """Write the weights of ``run`` as ``name`` (with ``lesion_run``: the pair of the lung
-    head of ``run`` and the lesion head of ``lesion_run``); returns their sha256."""
+def export(run: Path, name: str, description: str,
+           lesion_runs: list[Path] | None = None) -> str:
+    """Write the weights of ``run`` as ``name`` (with ``lesion_runs``: the pair of the lung
+    head of ``run`` and the lesion head of the lesion run, or of the ensemble of the
+    lesion runs when there are several); returns their sha256."""
     net, meta = _run_net(run)
-    if lesion_run is not None:
-        les, les_meta = _run_net(lesion_run)
+    if lesion_runs:
+        members = [_run_net(r) for r in lesion_runs]
+        les = members[0][0] if len(members) == 1 else NetEnsemble([m[0] for m in members])
         net = NetPair(net, les)
-        meta = {"lungs": {"run": run.name, **meta}, "lesions": {"run": lesion_run.name,
-                                                                **les_meta}}
+        les_meta = [{"run": r.name, **m[1]} for r, m in zip(lesion_runs, members, strict=True)]
+        meta = {"lungs": {"run": run.name, **meta},
+                "lesions": les_meta[0] if len(les_meta) == 1 else les_meta}
     blob = {"config": dict(net.config),
             "state_dict": {k: v.detach().clone().float() if v.is_floating_point() else v
                            for k, v in net.state_dict().items()},
@@ -61,8 +70,9 @@ def export(run: Path, name: str, description: str, lesion_run: Path | None = Non
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--lesion-run", type=Path, default=None,
-                   help="a second run whose lesion head gives the lesions (a network pair)")
+    p.add_argument("--lesion-run", type=Path, nargs="+", default=None,
+                   help="a second run whose lesion head gives the lesions (a network pair); "
+                   "several: the mean of their softmax (an ensemble)")
     p.add_argument("--name", default="lesionnet-v4")
     p.add_argument("--description", default="two 2D U-Nets (16 base channels, 4 levels, "
                    "1.5 mm): lungs trained on MedSeg + synthetic (lesionnet-v2's), lesions on "

@@ -105,7 +105,7 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
         sys.path.remove(str(REPO))
     from lesionquant.segment.model import _weights
     from lesionquant.segment.model._infer import predict_labels
-    from lesionquant.segment.model._net import NetPair
+    from lesionquant.segment.model._net import NetEnsemble, NetPair
 
     slices = _slices(phantom)
     kw = dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0, synth_per_batch=1,
@@ -113,7 +113,7 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
     lung_net = train(tmp_path / "lungs", **kw)
     les_net = train(tmp_path / "lesions", **dict(kw, seed=5))
     monkeypatch.setattr(E, "WEIGHTS", tmp_path / "w")
-    digest = E.export(tmp_path / "lungs", "pair-test", "test", tmp_path / "lesions")
+    digest = E.export(tmp_path / "lungs", "pair-test", "test", [tmp_path / "lesions"])
     monkeypatch.setattr(_weights, "_folder", lambda: tmp_path / "w")
     _weights._load.cache_clear()
     try:
@@ -133,12 +133,35 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
     with pytest.raises(SystemExit, match="not finished"):
         E.export(tmp_path / "half", "x", "x")
 
+    # several lesion runs: the lesions of their ensemble, loaded back from the file alone
+    les2 = train(tmp_path / "lesions2", **dict(kw, seed=6))
+    digest = E.export(tmp_path / "lungs", "ens-test", "test",
+                      [tmp_path / "lesions", tmp_path / "lesions2"])
+    _weights._load.cache_clear()
+    try:
+        model = _weights.load_model("cpu", "ens-test")
+    finally:
+        _weights._load.cache_clear()
+    assert model.sha256 == digest and isinstance(model.net.lesions, NetEnsemble)
+    with torch.inference_mode():
+        lung, les = model.net(normalise_hu(x))
+        c = les2.eval()(normalise_hu(x))
+    mean = (b[1].softmax(1) + c[1].softmax(1)) / 2
+    assert torch.equal(lung, a[0]) and torch.allclose(les.exp(), mean, atol=1e-5)
+    _, les_labels = predict_labels(model.net.lesions, x[:, 0].numpy(), (2.2, 2.2),
+                                   parts=("lesions",))
+    assert les_labels.shape == x[:, 0].shape
+    with pytest.raises(SystemExit, match="not finished"):
+        E.export(tmp_path / "lungs", "x", "x", [tmp_path / "lesions", tmp_path / "half"])
+
 
 def test_the_mean_softmax_ensemble_averages_probabilities():
-    """``models.evaluate_model.MeanSoftmax``: the ensemble of a network with itself gives
-    that network's log-softmax; of two networks, the log of their mean probabilities (so the
-    argmax follows the more confident one where they disagree)."""
-    from models.evaluate_model import MeanSoftmax
+    """:class:`NetEnsemble`: the ensemble of a network with itself gives that network's
+    log-softmax; of two networks, the log of their mean probabilities (so the argmax
+    follows the more confident one where they disagree); its config builds it again;
+    members of different pixel sizes are refused."""
+    from lesionquant.segment.model._net import NetEnsemble as MeanSoftmax
+    from lesionquant.segment.model._net import build_net
 
     torch.manual_seed(0)
     a, b = LesionNet(base=4).eval(), LesionNet(base=4).eval()
@@ -150,7 +173,11 @@ def test_the_mean_softmax_ensemble_averages_probabilities():
     assert MeanSoftmax([a, b]).multiple == a.multiple
     assert MeanSoftmax([a, b]).spacing_mm == a.spacing_mm  # predict_labels resamples to it
     with pytest.raises(ValueError, match="different pixel sizes"):
-        _ = MeanSoftmax([a, LesionNet(base=4, spacing_mm=1.0)]).spacing_mm
+        MeanSoftmax([a, LesionNet(base=4, spacing_mm=1.0)])
+    again = build_net(MeanSoftmax([a, b]).config)
+    again.load_state_dict(MeanSoftmax([a, b]).state_dict())
+    with torch.no_grad():
+        assert all(torch.equal(u, v) for u, v in zip(again.eval()(x), both, strict=True))
     for i in range(2):
         assert torch.allclose(same[i], oa[i].log_softmax(1), atol=1e-5)
         mean = (oa[i].softmax(1) + ob[i].softmax(1)) / 2

@@ -6,10 +6,14 @@ network's in-plane pixel size (:attr:`LesionNet.spacing_mm`, :data:`SPACING_MM` 
 ``lungs`` (0 background, 1 right lung, 2 left lung; lesions count as lung) and ``lesions``
 (0 none, 1 ground-glass opacity, 2 consolidation: the experts' region class).
 
+:class:`NetEnsemble` averages several such networks (the mean of their softmax per head,
+returned as its log, so every consumer of logits takes the same argmax).
+
 :class:`NetPair` holds two such networks, one trained for each job: the lungs come from
 the first one's lung head and the lesions from the second one's lesion head (the lung
-stage runs only the first, the lesion stage only the second). :func:`build_net` makes
-either from the ``config`` stored with the weights.
+stage runs only the first, the lesion stage only the second; the second may be an
+ensemble). :func:`build_net` makes any of them from the ``config`` stored with the
+weights.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetPair", "build_net", "normalise_hu",
-           "shared_spacing_mm"]
+__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetEnsemble", "NetPair", "build_net",
+           "normalise_hu", "shared_spacing_mm"]
 
 #: In-plane pixel size a network works at unless its ``config`` names another, mm.
 SPACING_MM = 1.5
@@ -105,17 +109,58 @@ class LesionNet(nn.Module):
         return self.lung_head(x), self.lesion_head(x)
 
 
+class NetEnsemble(nn.Module):
+    """Equal-weight ensemble of :class:`LesionNet` of one pixel size: per head, the log of
+    the mean of the members' softmax (a log-probability, used as logits: its argmax is the
+    class the averaged probabilities favour).
+
+    Parameters
+    ----------
+    nets : list of LesionNet
+        The members (at least one), all working at one pixel size.
+    """
+
+    def __init__(self, nets: list[LesionNet]) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("an ensemble needs at least one network")
+        self.nets = nn.ModuleList(nets)
+        shared_spacing_mm(list(nets))  # refuse mixed pixel sizes when built
+        self.config = {"ensemble": [dict(n.config) for n in nets]}
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return max(n.multiple for n in self.nets)
+
+    @property
+    def spacing_mm(self) -> float:
+        """In-plane pixel size every member works at, mm."""
+        return shared_spacing_mm(list(self.nets))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (N, C, H, W) normalised -> (lung, lesion) log mean softmax, each
+        (N, 3, H, W)."""
+        outs = [n(x) for n in self.nets]
+        if len(outs) == 1:
+            return outs[0]
+        return tuple(torch.log(torch.stack([o[i].float().softmax(1) for o in outs]).mean(0)
+                               + 1e-8) for i in range(2))
+
+
 class NetPair(nn.Module):
     """Two :class:`LesionNet`: the lung head of ``lungs`` and the lesion head of ``lesions``.
 
     Parameters
     ----------
-    lungs, lesions : LesionNet
-        The network whose lung head gives the lungs, and the one whose lesion head gives
-        the lesions (each network's other head is not used).
+    lungs : LesionNet
+        The network whose lung head gives the lungs (its lesion head is not used).
+    lesions : LesionNet or NetEnsemble
+        The network (or ensemble) whose lesion head gives the lesions (its lung head is
+        not used).
     """
 
-    def __init__(self, lungs: LesionNet, lesions: LesionNet) -> None:
+    def __init__(self, lungs: LesionNet, lesions: LesionNet | NetEnsemble) -> None:
         super().__init__()
         self.lungs = lungs
         self.lesions = lesions
@@ -147,9 +192,12 @@ def shared_spacing_mm(nets: list[nn.Module]) -> float:
     return sizes[0]
 
 
-def build_net(config: dict) -> LesionNet | NetPair:
+def build_net(config: dict) -> LesionNet | NetEnsemble | NetPair:
     """The (untrained) network a weights file's ``config`` describes: a :class:`NetPair`
-    when it names ``lungs`` and ``lesions``, else a :class:`LesionNet`."""
+    when it names ``lungs`` and ``lesions``, a :class:`NetEnsemble` when it names
+    ``ensemble`` (a list of member configs), else a :class:`LesionNet`."""
     if "lungs" in config and "lesions" in config:
-        return NetPair(LesionNet(**config["lungs"]), LesionNet(**config["lesions"]))
+        return NetPair(LesionNet(**config["lungs"]), build_net(config["lesions"]))
+    if "ensemble" in config:
+        return NetEnsemble([LesionNet(**c) for c in config["ensemble"]])
     return LesionNet(**config)
