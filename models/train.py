@@ -17,6 +17,12 @@ stopped and resumed from its checkpoint (``<run>/ckpt.pt``, written every
 ``--ckpt-every`` steps and at the end) continues exactly as an uninterrupted one. The log
 (``<run>/log.jsonl``) holds the loss of every step and the held-out Dice every
 ``--val-every`` steps; ``<run>/val.json`` the final per-slice Dice of the held-out fold.
+
+``--device auto`` (the default) trains on the first CUDA device when torch sees one, in
+bfloat16 autocast, else on the CPU; ``cpu`` / ``cuda[:N]`` explicitly (an unavailable
+CUDA device is a :class:`~lesionquant.segment.DeviceError`). The batches are drawn on the
+CPU either way, so a GPU run draws the same slices as a CPU run; only the CPU is
+bit-for-bit reproducible (GPU kernels are not), and a checkpoint resumes on either.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from lesionquant.segment import resolve_device
 from lesionquant.segment.model import SPACING_MM, LesionNet, normalise_hu
 from lesionquant.segment.model._infer import predict_labels
 from models import data as D
@@ -261,13 +268,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
-def evaluate_medseg(net: LesionNet, slices: list[D.Slice]) -> list[dict]:
+def evaluate_medseg(net: LesionNet, slices: list[D.Slice], device: str = "cpu") -> list[dict]:
     """Per-slice Dice on MedSeg slices at their own resolution: lesion, and GGO /
-    consolidation both by the learned class and by HU bands inside the predicted lesion."""
+    consolidation both by the learned class and by HU bands inside the predicted lesion
+    (``net`` on ``device``, a resolved device)."""
     net.eval()
     rows = []
     for s in slices:
-        _, les = predict_labels(net, s.hu[None], (s.mm, s.mm))
+        _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), device=device)
         les = les[0]
         t, p = s.lesion, les > 0
         cons_hu = p & (s.hu >= CONS_HU)
@@ -301,16 +309,18 @@ def summary(rows: list[dict]) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def pseudo_label(net: LesionNet, slices: list[D.Slice], conf: float) -> list[D.Slice]:
-    """``slices`` with the lesion class ``net`` gives with probability >= ``conf`` (0 none,
-    1 GGO, 2 consolidation) and :data:`models.data.UNKNOWN` elsewhere (self-training)."""
+def pseudo_label(net: LesionNet, slices: list[D.Slice], conf: float,
+                 device: str = "cpu") -> list[D.Slice]:
+    """``slices`` with the lesion class ``net`` (on ``device``) gives with probability >=
+    ``conf`` (0 none, 1 GGO, 2 consolidation) and :data:`models.data.UNKNOWN` elsewhere
+    (self-training)."""
     from lesionquant.segment.model._infer import _net_logits, net_grid
 
     out = []
     for s in slices:
         h, w = s.hu.shape
         size = net_grid((h, w), (s.mm, s.mm), net.spacing_mm)
-        logits = _net_logits(net, torch.from_numpy(s.hu)[None, None], size, "cpu")[:, 3:]
+        logits = _net_logits(net, torch.from_numpy(s.hu)[None, None], size, device)[:, 3:]
         prob = torch.softmax(F.interpolate(logits, size=(h, w), mode="bilinear",
                                            align_corners=False), 1)[0]
         best, cls = prob.max(0)
@@ -333,7 +343,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           real_per_batch: int = 0, real: list[D.Slice] | None = None, coarse: float = 0.0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
           teacher: Path | None = None, dice: str = "batch",
-          spacing_mm: float = SPACING_MM, dependent: float = 0.0) -> LesionNet:
+          spacing_mm: float = SPACING_MM, dependent: float = 0.0,
+          device: str = "auto") -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -346,8 +357,12 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     (:func:`pseudo_label`; the other pixels are ignored). ``dice``: the lesion head's soft
     Dice over the ``"batch"`` or per ``"slice"`` (:func:`_soft_dice`); ``spacing_mm`` the
     network's pixel size (``crop`` counts its pixels); ``dependent`` the probability of
-    the dependent-density band on a MedSeg slice (:func:`_dependent_density`).
+    the dependent-density band on a MedSeg slice (:func:`_dependent_density`); ``device``
+    ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (:func:`~lesionquant.segment.resolve_device`;
+    bfloat16 autocast on CUDA).
     """
+    dev = resolve_device(device)
+    amp = dev.startswith("cuda")
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -366,13 +381,15 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         if src is None:
             raise ValueError("pseudo labels need a teacher (--teacher or --init)")
         tnet = LesionNet(base=base, spacing_mm=spacing_mm)
-        tnet.load_state_dict(torch.load(src, weights_only=True)["model"])
-        pseudo = pseudo_label(tnet.eval(), D.load_unlabelled(), pseudo_conf)
+        tnet.load_state_dict(torch.load(src, map_location="cpu", weights_only=True)["model"])
+        pseudo = pseudo_label(tnet.eval().to(dev), D.load_unlabelled(), pseudo_conf, dev)
         logger.info("pseudo labels from %s on %d slices", src, len(pseudo))
     net = LesionNet(base=base, spacing_mm=spacing_mm)
     if init is not None:
-        net.load_state_dict(torch.load(init, weights_only=True)["model"])
+        net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["model"])
         logger.info("initialised from %s", init)
+    net.to(dev)
+    logger.info("training on %s%s", dev, " (bfloat16 autocast)" if amp else "")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warm = min(20, steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -381,7 +398,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     start = 0
     ckpt = run / "ckpt.pt"
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=True)
+        st = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -394,7 +411,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "coarse": coarse, "init": str(init) if init else None,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
-            "dice": dice, "dependent": dependent, "config": net.config}
+            "dice": dice, "dependent": dependent, "device": dev, "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
              if dependent > 0 else None)
@@ -408,8 +425,11 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse,
                                      spacing_mm, dependent, bands)
-        a, b = net(x)
-        loss = loss_fn(a, b, lung, lesion, dice == "slice")
+        x, lung, lesion = (t.to(dev, non_blocking=True) for t in (x, lung, lesion))
+        with torch.autocast(device_type="cuda" if amp else "cpu", dtype=torch.bfloat16,
+                            enabled=amp):
+            a, b = net(x)
+        loss = loss_fn(a.float(), b.float(), lung, lesion, dice == "slice")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -417,7 +437,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         rec = {"step": i + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
                "s": round(time.perf_counter() - t0, 1)}
         if val_med and ((i + 1) % val_every == 0 or i + 1 == steps):
-            rec["val"] = summary(evaluate_medseg(net, val_med))
+            rec["val"] = summary(evaluate_medseg(net, val_med, dev))
             logger.info("step %d val %s", i + 1, rec["val"])
         log.write(json.dumps(rec) + "\n")
         log.flush()
@@ -428,7 +448,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
                          "sched": sched.state_dict(), "step": i + 1})
     log.close()
     if val_med and (stop_after is None or stop_after >= steps):
-        rows = evaluate_medseg(net, val_med)
+        rows = evaluate_medseg(net, val_med, dev)
         (run / "val.json").write_text(json.dumps({"summary": summary(rows), "rows": rows},
                                                  indent=1))
     net.eval()
@@ -469,6 +489,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the network's in-plane pixel size, mm")
     p.add_argument("--dependent", type=float, default=0.0,
                    help="probability of the dependent-density band on a MedSeg slice")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when torch sees one, else CPU), cpu or cuda[:N]")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     train(a.run, fold=a.fold, k=a.folds, steps=a.steps, seed=a.seed,
@@ -476,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
-          dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent)
+          dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent, device=a.device)
 
 
 if __name__ == "__main__":

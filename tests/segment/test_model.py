@@ -194,6 +194,55 @@ def test_training_resumes_to_the_same_state(tmp_path, phantom):
     assert len(losses) == 4 and all(np.isfinite(losses))
 
 
+def _train_kw(phantom) -> tuple:
+    """``models.train.train`` and the keywords of a tiny run on three phantom slices."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from models import data as D
+        from models.train import train
+    finally:
+        sys.path.remove(str(REPO))
+    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
+    lung, lesion = D.targets(sitk.GetArrayFromImage(phantom.labels))
+    slices = [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
+    return train, dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0,
+                       synth_per_batch=2, ckpt_every=1, threads=1, synth=slices, medseg=[])
+
+
+def test_training_picks_its_device_and_refuses_a_missing_gpu(tmp_path, phantom):
+    """``train(device=...)``: ``auto`` trains where the pipeline would run (here the CPU,
+    bit for bit as ``cpu``) and records it; an explicit CUDA device torch cannot see is a
+    typed error before anything is written."""
+    train, kw = _train_kw(phantom)
+    a = train(tmp_path / "auto", device="auto", **kw)
+    b = train(tmp_path / "cpu", device="cpu", **kw)
+    meta = json.loads((tmp_path / "auto" / "meta.json").read_text())
+    assert meta["device"] == resolve_device("auto")
+    if meta["device"] == "cpu":
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(DeviceError, match=f"CUDA device {n} requested"):
+        train(tmp_path / "nogpu", device=f"cuda:{n}", **kw)
+    assert not (tmp_path / "nogpu").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_the_gpu_resumes_on_the_cpu(tmp_path, phantom):
+    """A run checkpointed on CUDA (bfloat16 autocast) continues on the CPU from its
+    checkpoint and gives finite losses; its weights are float32 on the CPU."""
+    train, kw = _train_kw(phantom)
+    kw["steps"] = 4
+    train(tmp_path / "g", stop_after=2, device="cuda", **kw)
+    net = train(tmp_path / "g", device="cpu", **kw)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "g" / "log.jsonl").read_text()
+              .splitlines()]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert all(v.device.type == "cpu" and v.dtype in (torch.float32, torch.int64)
+               for v in net.state_dict().values())
+
+
 @pytest.mark.slow
 def test_the_built_wheel_holds_the_weights(tmp_path):
     """``pip install .`` installs the weights: the wheel holds the file and the registry,
