@@ -4,6 +4,7 @@
     python -m models.evaluate_model synthetic # phantoms, insertion, healthy CT, TCIA slices
     python -m models.evaluate_model healthy --lesion-runs mo_fold0,mc_fold0  # false lesion
     python -m models.evaluate_model ensemble --prefixes mo_,mc_  # two lesion nets averaged
+    python -m models.evaluate_model consbias --prefixes md_  # the learned class's bias
 
 ``medseg``: every MedSeg slice is scored by the fold model that did not train on it
 (``models/runs/<prefix>fold<k>/ckpt.pt``; lesionnet-v4, a network pair: ``--prefix md_
@@ -266,6 +267,77 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
     tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
     (RESULTS / f"medseg_cv_{runs.name}_ens_{tag}.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+#: The consolidation-bias grid of the nested cross-validation (models/README.md).
+CONS_BIAS_GRID = tuple(np.round(np.arange(-1.0, 3.0001, 0.25), 2).tolist())
+
+
+def _ggo_cons(summary: dict) -> float:
+    """The objective of the bias choice: mean of the GGO and consolidation Dice."""
+    return (summary["ggo_dice"] + summary["cons_dice"]) / 2
+
+
+def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
+                     grid: tuple[float, ...] = CONS_BIAS_GRID) -> dict:
+    """The learned class with a consolidation-vs-GGO bias (``predict_labels(cons_bias=)``)
+    on the held-out MedSeg slices of each fold's lesion network (the
+    :class:`~lesionquant.segment.model._net.NetEnsemble` of the ``prefixes`` when there
+    are several), every bias of ``grid``; then the nested choice: for fold k, the bias
+    that maximises :func:`_ggo_cons` on the other folds' held-out slices, applied to fold
+    k (variant ``nested``), and the bias the same rule picks on all folds (``chosen``).
+    Written to ``models/results/medseg_cv_<runs>_consbias_<prefixes>.json``."""
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    rows = []
+    for f in range(k):
+        nets = [_load_run(runs / f"{p}fold{f}") for p in prefixes]
+        net = nets[0] if len(nets) == 1 else NetEnsemble(nets).eval()
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            t = _truth(s.lesion)
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for b in grid:
+                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",),
+                                        cons_bias=b)
+                row[f"b={b:g}"] = _scored(t, _masks(s.lesion, les[0], s.hu, None)
+                                          ["model_head_learned"])
+            rows.append(row)
+        logger.info("fold %d scored at %d biases", f, len(grid))
+    variants = [f"b={b:g}" for b in grid]
+
+    def best(sel_rows: list[dict]) -> float:
+        sc = _score(sel_rows, variants, {r["slice"]: 0 for r in sel_rows})
+        # the largest objective; ties to the bias nearest 0
+        return max(grid, key=lambda b: (round(_ggo_cons(sc[f"b={b:g}"]["all"]), 9), -abs(b)))
+
+    chosen = {f: best([r for r in rows if r["fold"] != f]) for f in range(k)}
+    for r in rows:
+        r["nested"] = r[f"b={chosen[r['fold']]:g}"]
+    final = best(rows)
+    summary = _score(rows, [*variants, "nested"], fold_of)
+    out = {"prefixes": prefixes, "grid": list(grid), "nested_bias_per_fold": chosen,
+           "chosen_bias_all_folds": final, "summary": summary, "rows": rows}
+    tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
+    (RESULTS / f"medseg_cv_{runs.name}_consbias_{tag}.json").write_text(
+        json.dumps(out, indent=1))
+    return out
+
+
+def cons_bias_markdown(out: dict) -> str:
+    """The bias 0, the nested choice and every bias: mean per-slice and pooled Dice."""
+    s = out["summary"]
+    lines = [f"nested bias per fold: {out['nested_bias_per_fold']}; chosen on all folds: "
+             f"{out['chosen_bias_all_folds']:g}", "",
+             "| variant | lesion | GGO | consolidation | (GGO + cons.) / 2 | GGO pooled | "
+             "cons. pooled |", "|---|---|---|---|---|---|---|"]
+    for v in ["b=0", "nested", *[k for k in s if k not in ("b=0", "nested")]]:
+        e = s[v]["all"]
+        lines.append(f"| {v} | {e['lesion_dice']:.3f} | {e['ggo_dice']:.3f} | "
+                     f"{e['cons_dice']:.3f} | {_ggo_cons(e):.3f} | {e['ggo_pooled']:.3f} | "
+                     f"{e['cons_pooled']:.3f} |")
+    return "\n".join(lines)
 
 
 def medseg_markdown(out: dict) -> str:
@@ -558,10 +630,13 @@ def _table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy", "ensemble"],
+    p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy", "ensemble",
+                                    "consbias"],
                    help="report: the acceptance tables from models/results/synthetic*.json; "
                    "healthy: false lesion of --lesion-runs with the final lung network; "
-                   "ensemble: the lesion heads of --prefixes and their mean, per fold")
+                   "ensemble: the lesion heads of --prefixes and their mean, per fold; "
+                   "consbias: the learned class's consolidation bias, nested CV over the "
+                   "folds of --prefixes (several: their ensemble)")
     p.add_argument("--prefixes", default="mo_,mc_",
                    help="ensemble: comma-separated fold-run prefixes")
     p.add_argument("--lesion-runs", default="",
@@ -588,6 +663,8 @@ def main() -> None:
     if a.what == "healthy":
         rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n])
         print(_table(rows))
+    elif a.what == "consbias":
+        print(cons_bias_markdown(medseg_cons_bias(a.runs, a.prefixes.split(","))))
     elif a.what == "ensemble":
         print(medseg_markdown(medseg_ensemble(a.runs, a.prefixes.split(","))))
     elif a.what == "medseg":

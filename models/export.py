@@ -40,10 +40,11 @@ def _run_net(run: Path) -> tuple[LesionNet, dict]:
 
 
 def export(run: Path, name: str, description: str,
-           lesion_runs: list[Path] | None = None) -> str:
+           lesion_runs: list[Path] | None = None, cons_bias: float = 0.0) -> str:
     """Write the weights of ``run`` as ``name`` (with ``lesion_runs``: the pair of the lung
     head of ``run`` and the lesion head of the lesion run, or of the ensemble of the
-    lesion runs when there are several); returns their sha256."""
+    lesion runs when there are several; ``cons_bias``: the learned class's
+    consolidation-vs-GGO logit bias, stored in the file); returns their sha256."""
     net, meta = _run_net(run)
     if lesion_runs:
         members = [_run_net(r) for r in lesion_runs]
@@ -56,6 +57,8 @@ def export(run: Path, name: str, description: str,
             "state_dict": {k: v.detach().clone().float() if v.is_floating_point() else v
                            for k, v in net.state_dict().items()},
             "meta": json.dumps(meta)}
+    if cons_bias:
+        blob["cons_bias"] = float(cons_bias)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     fname = name.replace("-", "_") + ".pt"
     torch.save(blob, WEIGHTS / fname)
@@ -78,8 +81,11 @@ def main() -> None:
                    "1.5 mm): lungs trained on MedSeg + synthetic (lesionnet-v2's), lesions on "
                    "the 65 MedSeg slices with per-slice Dice, coarse pixels and a "
                    "dependent-density band; see models/README.md")
+    p.add_argument("--cons-bias", type=float, default=0.0,
+                   help="the learned class's consolidation-vs-GGO logit bias inside the "
+                   "lesion (models/README.md: chosen by cross-validation)")
     a = p.parse_args()
-    print(export(a.run, a.name, a.description, a.lesion_run))
+    print(export(a.run, a.name, a.description, a.lesion_run, a.cons_bias))
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
     finally:
         _weights._load.cache_clear()
     assert model.sha256 == digest and isinstance(model.net, NetPair)
+    assert model.cons_bias == 0.0
     x = torch.from_numpy(np.stack([s.hu for s in slices]))[:, None]
     with torch.inference_mode():
         lung, les = model.net(normalise_hu(x))
@@ -136,13 +137,14 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
     # several lesion runs: the lesions of their ensemble, loaded back from the file alone
     les2 = train(tmp_path / "lesions2", **dict(kw, seed=6))
     digest = E.export(tmp_path / "lungs", "ens-test", "test",
-                      [tmp_path / "lesions", tmp_path / "lesions2"])
+                      [tmp_path / "lesions", tmp_path / "lesions2"], cons_bias=0.75)
     _weights._load.cache_clear()
     try:
         model = _weights.load_model("cpu", "ens-test")
     finally:
         _weights._load.cache_clear()
     assert model.sha256 == digest and isinstance(model.net.lesions, NetEnsemble)
+    assert model.cons_bias == 0.75  # stored in the file, under its sha256
     with torch.inference_mode():
         lung, les = model.net(normalise_hu(x))
         c = les2.eval()(normalise_hu(x))

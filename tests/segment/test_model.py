@@ -194,6 +194,29 @@ def test_training_resumes_to_the_same_state(tmp_path, phantom):
     assert len(losses) == 4 and all(np.isfinite(losses))
 
 
+def test_the_consolidation_bias_moves_only_the_class_inside_the_lesion():
+    """``_lesion_classes``: bias 0 is the plain argmax to the bit; any bias leaves the
+    lesion mask as it is and only moves pixels between GGO and consolidation, more to
+    consolidation as it grows."""
+    from lesionquant.segment.model._infer import _argmax3, _lesion_classes
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 40, 40, generator=g) * 3
+    x[0, :, :5] = 0.0  # ties
+    plain = _argmax3(x)
+    assert np.array_equal(_lesion_classes(x, 0.0), plain)
+    prev = None
+    for b in (-2.0, -0.5, 0.5, 1.0, 3.0):
+        lab = _lesion_classes(x, b)
+        assert np.array_equal(lab > 0, plain > 0)
+        assert set(np.unique(lab)) <= {0, 1, 2}
+        if prev is not None:
+            assert (lab == 2).sum() >= (prev == 2).sum() and not ((prev == 2) & (lab == 1)).any()
+        prev = lab
+    assert (_lesion_classes(x, 3.0) == 2).sum() > (plain == 2).sum()
+    assert (_lesion_classes(x, -2.0) == 2).sum() < (plain == 2).sum()
+
+
 def _train_kw(phantom) -> tuple:
     """``models.train.train`` and the keywords of a tiny run on three phantom slices."""
     sys.path.insert(0, str(REPO))

@@ -106,6 +106,20 @@ def _argmax3(x: torch.Tensor) -> np.ndarray:
     return out.to(torch.uint8).numpy()
 
 
+def _lesion_classes(x: torch.Tensor, cons_bias: float) -> np.ndarray:
+    """Lesion labels of (N, 3, H, W) logits (none, GGO, consolidation) with ``cons_bias``
+    added to the consolidation logit against the GGO logit only: a pixel is lesion
+    exactly when :func:`_argmax3` says so (either lesion logit above the none logit), and
+    consolidation when ``consolidation + cons_bias > GGO``. ``cons_bias = 0`` is
+    :func:`_argmax3` to the bit (same ties)."""
+    if cons_bias == 0.0:
+        return _argmax3(x)
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    lesion = (b > a) | (c > a)
+    cons = (c + cons_bias) > b
+    return (lesion.to(torch.uint8) * torch.where(cons, 2, 1).to(torch.uint8)).numpy()
+
+
 #: Logit channels of each part: the lung head's and the lesion head's.
 PARTS = {"lungs": slice(0, 3), "lesions": slice(3, 6)}
 
@@ -116,14 +130,17 @@ def _keep(parts: tuple[str, ...]) -> slice:
 
 
 def _labels(logits: torch.Tensor, size: tuple[int, int],
-            parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+            parts: tuple[str, ...], cons_bias: float = 0.0) -> dict[str, np.ndarray]:
     """Labels of ``parts`` from the (N, C, h, w) logits of :func:`_keep` (C = 3 for one
-    part, 6 for both), resampled to ``size`` first."""
+    part, 6 for both), resampled to ``size`` first (lesions: :func:`_lesion_classes`)."""
     if tuple(logits.shape[2:]) != size:
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    if len(parts) == 1:
-        return {parts[0]: _argmax3(logits)}
-    return {p: _argmax3(logits[:, c]) for p, c in PARTS.items() if p in parts}
+    out = {}
+    for p, c in PARTS.items():
+        if p in parts:
+            x = logits if len(parts) == 1 else logits[:, c]
+            out[p] = _lesion_classes(x, cons_bias) if p == "lesions" else _argmax3(x)
+    return out
 
 
 def _grid_crop(box_yx: tuple[slice, slice], shape: tuple[int, int], size: tuple[int, int],
@@ -149,6 +166,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
                    z_step_mm: float = 2.0,
                    parts: tuple[str, ...] = ("lungs", "lesions"),
                    box: tuple[slice, slice, slice] | None = None,
+                   cons_bias: float = 0.0,
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The most probable lung and lesion class of every pixel of every slice.
 
@@ -179,6 +197,10 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
         pixels that cover them (sampled as on the whole image; only the context beyond the
         box is missing); outside the network pixels that cover the box everything is
         background / no lesion.
+    cons_bias : float
+        Added to the consolidation logit against the GGO logit inside the lesion
+        (:func:`_lesion_classes`; the lesion mask does not depend on it), a property of
+        the weights (:attr:`~lesionquant.segment.model._weights.LoadedModel.cons_bias`).
 
     Returns
     -------
@@ -193,6 +215,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
             inner_box = (box[0], *(slice(max(0, b.start - o.start), max(0, b.stop - o.start))
                                    for b, o in zip(box[1:], (rows, cols), strict=True)))
         inner = predict_labels(net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
+                               cons_bias=cons_bias,
                                spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts,
                                box=inner_box)
         out = []
@@ -219,7 +242,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     labels = {p: np.zeros((z, y, x), np.uint8) for p in parts}
 
     def put(sl: slice, logits: torch.Tensor) -> None:
-        for p, lab in _labels(logits, (y, x), parts).items():
+        for p, lab in _labels(logits, (y, x), parts, cons_bias).items():
             labels[p][sl] = lab
 
     def logits_of(idx: np.ndarray) -> torch.Tensor:

@@ -138,7 +138,8 @@ def _predict(image: sitk.Image, device: str, name: str | None, part: str,
         sx, sy, sz = upright.GetSpacing()
         lung, lesion = predict_labels(net, hu, (sy, sx), device=device,
                                       batch=BATCH_SLICES, spacing_z_mm=sz,
-                                      z_step_mm=Z_STEP_MM, parts=parts, box=box)
+                                      z_step_mm=Z_STEP_MM, parts=parts, box=box,
+                                      cons_bias=model.cons_bias)
         both = {"lungs": lung, "lesions": lesion}
         new = {p: both[p] for p in parts} if box is None else {slot: lesion}
         with _lock:

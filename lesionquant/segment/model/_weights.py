@@ -28,12 +28,15 @@ DEFAULT_WEIGHTS = "lesionnet-v4"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A network ready to run: the module (eval mode, on ``device``) and its identity."""
+    """A network ready to run: the module (eval mode, on ``device``), its identity, and
+    ``cons_bias``, the consolidation-vs-GGO logit bias of its learned class stored with
+    the weights (``predict_labels(cons_bias=...)``; 0 when the file names none)."""
 
     net: object  # LesionNet or NetPair; typed loosely so this module imports without torch
     name: str
     sha256: str
     device: str
+    cons_bias: float = 0.0
 
 
 def _folder() -> Path:
@@ -112,8 +115,9 @@ def _load(device: str, name: str) -> LoadedModel:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         net = build_net(blob["config"])
         net.load_state_dict(blob["state_dict"])
+        cons_bias = float(blob.get("cons_bias", 0.0))
     except Exception as exc:
         raise WeightsError(f"cannot load the weights ({exc})", source=path) from exc
     net.eval().to(device)
     logger.info("loaded weights %s (sha256 %s) on %s", name, digest[:12], device)
-    return LoadedModel(net=net, name=name, sha256=digest, device=device)
+    return LoadedModel(net=net, name=name, sha256=digest, device=device, cons_bias=cons_bias)
