@@ -171,7 +171,8 @@ def test_learned_classes_and_min_size(phantom):
         segment_lesions_model(phantom.image, lungs, classes="bands")
 
 
-def test_training_resumes_to_the_same_state(tmp_path, phantom):
+def _train_kw(phantom) -> tuple:
+    """``models.train.train`` and the keywords of a tiny run on three phantom slices."""
     sys.path.insert(0, str(REPO))
     try:
         from models import data as D
@@ -181,8 +182,13 @@ def test_training_resumes_to_the_same_state(tmp_path, phantom):
     hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
     lung, lesion = D.targets(sitk.GetArrayFromImage(phantom.labels))
     slices = [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
-    kw = dict(fold=-1, steps=4, crop=32, base=4, medseg_per_batch=0, synth_per_batch=2,
-              ckpt_every=2, threads=1, synth=slices, medseg=[])
+    return train, dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0,
+                       synth_per_batch=2, ckpt_every=1, threads=1, synth=slices, medseg=[])
+
+
+def test_training_resumes_to_the_same_state(tmp_path, phantom):
+    train, kw = _train_kw(phantom)
+    kw.update(steps=4, ckpt_every=2)
     full = train(tmp_path / "a", **kw)
     train(tmp_path / "b", stop_after=2, **kw)
     assert json.loads((tmp_path / "b" / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
@@ -215,21 +221,6 @@ def test_the_consolidation_bias_moves_only_the_class_inside_the_lesion():
         prev = lab
     assert (_lesion_classes(x, 3.0) == 2).sum() > (plain == 2).sum()
     assert (_lesion_classes(x, -2.0) == 2).sum() < (plain == 2).sum()
-
-
-def _train_kw(phantom) -> tuple:
-    """``models.train.train`` and the keywords of a tiny run on three phantom slices."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from models import data as D
-        from models.train import train
-    finally:
-        sys.path.remove(str(REPO))
-    hu = sitk.GetArrayFromImage(phantom.image).astype(np.float32)
-    lung, lesion = D.targets(sitk.GetArrayFromImage(phantom.labels))
-    slices = [D.Slice(f"p{z}", hu[z], lung[z], lesion[z], 2.2, "synth") for z in (8, 12, 16)]
-    return train, dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0,
-                       synth_per_batch=2, ckpt_every=1, threads=1, synth=slices, medseg=[])
 
 
 def test_training_picks_its_device_and_refuses_a_missing_gpu(tmp_path, phantom):
