@@ -178,12 +178,54 @@ def _dependent_density(hu: np.ndarray, lesion: np.ndarray, mm: float,
     return (hu + amp * np.exp(-d_mm / length) * w).astype(np.float32)
 
 
+def _dense_consolidation(hu: np.ndarray, lesion: np.ndarray, mm: float,
+                         rng: np.random.Generator,
+                         geometry: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """Paint one homogeneous consolidation at the lung's edge of an upright slice, HU and
+    labels out (a positive: "soft-tissue-dense lung at the pleura or the mediastinum is
+    consolidation").
+
+    A lobulated blob (a disc of radius 10-35 mm whose edge is moved by smooth noise) is
+    centred on a lung pixel within 3 mm of the lung's edge anywhere around the lung
+    (``geometry``: :func:`_band_geometry`'s distance map), kept inside the lung, filled
+    with -40 to +60 HU and a smooth texture of 5-20 HU (no air bronchograms: the airless,
+    homogeneous consolidation the synthetic ground truth draws and the MedSeg-only network
+    misses, ``bench/probe_lesion_recall_by_hu.py``), blended over one pixel inside the
+    lung, and labelled consolidation. A slice without lung edge pixels is returned as it is.
+    """
+    d_mm, _ = geometry
+    lung = d_mm > 0
+    edge = np.flatnonzero((lung & (d_mm <= 3.0)).ravel())
+    if not len(edge):
+        return hu, lesion
+    cy, cx = np.unravel_index(edge[rng.integers(len(edge))], hu.shape)
+    radius_px = rng.uniform(10, 35) / mm
+    yy, xx = np.ogrid[:hu.shape[0], :hu.shape[1]]
+    r = np.hypot(yy - cy, xx - cx) / radius_px
+    wobble = ndi.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32),
+                                 max(1.0, radius_px / 3))
+    wobble /= max(float(np.abs(wobble).max()), 1e-6)
+    blob = (r + 0.35 * wobble < 1.0) & lung
+    if not blob.any():
+        return hu, lesion
+    texture = ndi.gaussian_filter(rng.standard_normal(hu.shape).astype(np.float32), 2.0)
+    texture *= rng.uniform(5, 20) / max(float(texture.std()), 1e-6)
+    fill = rng.uniform(-40, 60) + texture
+    alpha = ndi.gaussian_filter(blob.astype(np.float32), 0.7) * lung  # the lung's only
+    out_hu = (hu * (1 - alpha) + fill * alpha).astype(np.float32)
+    out_les = lesion.copy()
+    out_les[blob] = 2
+    return out_hu, out_les
+
+
 def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
                crop: int, rng: np.random.Generator,
                extra: tuple[tuple[list[D.Slice], int], ...] = (),
                coarse: float = 0.0, net_mm: float = SPACING_MM,
                dependent: float = 0.0,
-               bands: dict[str, tuple | None] | None = None) -> tuple[torch.Tensor, ...]:
+               bands: dict[str, tuple | None] | None = None,
+               dense: float = 0.0) -> tuple[torch.Tensor, ...]:
     """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop),
     pixels of ``net_mm`` mm.
 
@@ -191,8 +233,9 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
     slices); ``coarse`` is the probability of the coarse-pixel augmentation of
     :func:`_intensity`, ``dependent`` that of the dependent-density band on a MedSeg slice
     (:func:`_dependent_density`; ``bands``: each MedSeg slice's :func:`_band_geometry` by
-    name, computed here when missing). With none, the random draws are those of the first
-    phase."""
+    name, computed here when missing), ``dense`` that of a painted homogeneous
+    consolidation on a MedSeg slice (:func:`_dense_consolidation`, after the band). With
+    none, the random draws are those of the first phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
     if synth:
         items += [synth[i] for i in rng.integers(len(synth), size=n_syn)]
@@ -206,6 +249,12 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
                    else _band_geometry(s.hu, s.lesion, s.mm))
             if geo is not None:
                 s = replace(s, hu=_dependent_density(s.hu, s.lesion, s.mm, rng, geo))
+        if dense > 0 and s.kind == "medseg" and rng.random() < dense:
+            geo = (bands[s.name] if bands is not None and s.name in bands
+                   else _band_geometry(s.hu, s.lesion, s.mm))
+            if geo is not None:
+                hu, les = _dense_consolidation(s.hu, s.lesion, s.mm, rng, geo)
+                s = replace(s, hu=hu, lesion=les)
         hu, lung, lesion = _warp(s, rng, crop, net_mm)
         xs.append(_intensity(hu, s.kind, rng, coarse))
         lungs.append(lung)
@@ -344,7 +393,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
           teacher: Path | None = None, dice: str = "batch",
           spacing_mm: float = SPACING_MM, dependent: float = 0.0,
-          device: str = "auto") -> LesionNet:
+          device: str = "auto", dense: float = 0.0) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -359,7 +408,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     network's pixel size (``crop`` counts its pixels); ``dependent`` the probability of
     the dependent-density band on a MedSeg slice (:func:`_dependent_density`); ``device``
     ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (:func:`~lesionquant.segment.resolve_device`;
-    bfloat16 autocast on CUDA).
+    bfloat16 autocast on CUDA); ``dense`` the probability of a painted homogeneous
+    consolidation on a MedSeg slice (:func:`_dense_consolidation`).
     """
     dev = resolve_device(device)
     amp = dev.startswith("cuda")
@@ -411,10 +461,11 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "coarse": coarse, "init": str(init) if init else None,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
-            "dice": dice, "dependent": dependent, "device": dev, "config": net.config}
+            "dice": dice, "dependent": dependent, "dense": dense, "device": dev,
+            "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
-             if dependent > 0 else None)
+             if dependent > 0 or dense > 0 else None)
     net.train()
     log = (run / "log.jsonl").open("a")
     t0 = time.perf_counter()
@@ -424,7 +475,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse,
-                                     spacing_mm, dependent, bands)
+                                     spacing_mm, dependent, bands, dense)
         x, lung, lesion = (t.to(dev, non_blocking=True) for t in (x, lung, lesion))
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=torch.bfloat16,
                             enabled=amp):
@@ -489,6 +540,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="the network's in-plane pixel size, mm")
     p.add_argument("--dependent", type=float, default=0.0,
                    help="probability of the dependent-density band on a MedSeg slice")
+    p.add_argument("--dense", type=float, default=0.0,
+                   help="probability of a painted homogeneous consolidation on a MedSeg "
+                   "slice")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when torch sees one, else CPU), cpu or cuda[:N]")
     a = p.parse_args(argv)
@@ -498,7 +552,8 @@ def main(argv: list[str] | None = None) -> None:
           lr=a.lr, val_every=a.val_every, ckpt_every=a.ckpt_every, threads=a.threads,
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
-          dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent, device=a.device)
+          dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent, device=a.device,
+          dense=a.dense)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from scipy import ndimage as ndi
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -232,3 +233,38 @@ def test_the_dependent_density_band_lies_along_the_posterior_pleura():
     geo = _band_geometry(hu, lesion, 1.0)
     assert np.array_equal(_dependent_density(hu, lesion, 1.0, np.random.default_rng(0), geo),
                           out)
+
+
+def test_a_painted_consolidation_touches_the_lung_edge_and_is_labelled():
+    """``_dense_consolidation``: one soft-tissue-dense blob inside a lung, touching its
+    edge, labelled consolidation where painted; nothing changes outside the lungs, the
+    other labels stay; a slice without lung is returned as it is."""
+    from models.train import _band_geometry, _dense_consolidation
+
+    hu = np.full((200, 240), 40.0, np.float32)
+    hu[:12] = -1000.0
+    yy, xx = np.mgrid[:200, :240]
+    lungs = np.zeros(hu.shape, bool)
+    for cx in (65, 175):
+        lungs |= ((yy - 100) / 70.0) ** 2 + ((xx - cx) / 45.0) ** 2 <= 1
+    hu[lungs] = -850.0
+    lesion = np.zeros(hu.shape, np.uint8)
+    lesion[100:110, 60:70] = 1
+    geo = _band_geometry(hu, lesion, 1.0)
+    for seed in range(6):
+        out, les = _dense_consolidation(hu, lesion, 1.0, np.random.default_rng(seed), geo)
+        painted = (les == 2) & (lesion != 2)
+        assert painted.any() and not (painted & ~lungs).any()
+        assert np.array_equal(les[~painted], lesion[~painted])
+        assert np.all(out[~lungs] == hu[~lungs])
+        core = ndi.binary_erosion(painted, iterations=2)
+        assert -100 <= np.median(out[core]) <= 120  # soft-tissue dense
+        ring = ndi.binary_dilation(lungs, iterations=4) & ~lungs
+        assert (ndi.binary_dilation(painted, iterations=4) & ring).any()  # at the edge
+        area_mm2 = painted.sum()
+        assert 50 <= area_mm2 <= np.pi * 35**2 * 1.8
+    empty = np.full((64, 64), 40.0, np.float32)
+    z = np.zeros(empty.shape, np.uint8)
+    geo0 = (np.zeros(empty.shape), np.zeros(empty.shape))
+    same_hu, same_les = _dense_consolidation(empty, z, 1.0, np.random.default_rng(0), geo0)
+    assert same_hu is empty and same_les is z
