@@ -48,8 +48,7 @@ def _lesion(labels: np.ndarray) -> np.ndarray:
 def recall_rows(case: dict, methods: list[str]) -> tuple[list[dict], dict]:
     """Rows (method, HU band, true voxels, recall, false voxels) of one sample case, and
     the arrays the figure needs."""
-    image = load_scan(SAMPLES / case["dicom"])
-    image = getattr(image, "image", image)
+    image = load_scan(SAMPLES / case["dicom"]).image
     hu = sitk.GetArrayFromImage(image)
     truth = _lesion(sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLES / case["labels"]))))
     rows, preds = [], {}

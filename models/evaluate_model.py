@@ -278,6 +278,30 @@ def _ggo_cons(summary: dict) -> float:
     return (summary["ggo_dice"] + summary["cons_dice"]) / 2
 
 
+class _LastForward(torch.nn.Module):
+    """``net`` whose forward gives its last output again for an equal input: scoring one
+    slice at every bias of a grid runs the network once, not once a bias."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self._last: tuple[torch.Tensor, tuple] | None = None
+
+    @property
+    def multiple(self) -> int:
+        return self.net.multiple
+
+    @property
+    def spacing_mm(self) -> float:
+        return self.net.spacing_mm
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        last = self._last
+        if last is None or last[0].shape != x.shape or not torch.equal(last[0], x):
+            self._last = last = (x.clone(), self.net(x))
+        return last[1]
+
+
 def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
                      grid: tuple[float, ...] = CONS_BIAS_GRID) -> dict:
     """The learned class with a consolidation-vs-GGO bias (``predict_labels(cons_bias=)``)
@@ -293,7 +317,7 @@ def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
     rows = []
     for f in range(k):
         nets = [_load_run(runs / f"{p}fold{f}") for p in prefixes]
-        net = nets[0] if len(nets) == 1 else NetEnsemble(nets).eval()
+        net = _LastForward(nets[0] if len(nets) == 1 else NetEnsemble(nets)).eval()
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             t = _truth(s.lesion)

@@ -233,7 +233,7 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
     slices); ``coarse`` is the probability of the coarse-pixel augmentation of
     :func:`_intensity`, ``dependent`` that of the dependent-density band on a MedSeg slice
     (:func:`_dependent_density`; ``bands``: each MedSeg slice's :func:`_band_geometry` by
-    name, computed here when missing), ``dense`` that of a painted homogeneous
+    name, computed here when missing and kept there), ``dense`` that of a painted homogeneous
     consolidation on a MedSeg slice (:func:`_dense_consolidation`, after the band). With
     none, the random draws are those of the first phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
@@ -242,16 +242,21 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
     for pool, n in extra:
         if pool and n:
             items += [pool[i] for i in rng.integers(len(pool), size=n)]
+    bands = {} if bands is None else bands
+
+    def geometry(s: D.Slice) -> tuple | None:
+        if s.name not in bands:  # the slice as drawn, before any band or blob
+            bands[s.name] = _band_geometry(s.hu, s.lesion, s.mm)
+        return bands[s.name]
+
     xs, lungs, lesions = [], [], []
     for s in items:
         if dependent > 0 and s.kind == "medseg" and rng.random() < dependent:
-            geo = (bands[s.name] if bands is not None and s.name in bands
-                   else _band_geometry(s.hu, s.lesion, s.mm))
+            geo = geometry(s)
             if geo is not None:
                 s = replace(s, hu=_dependent_density(s.hu, s.lesion, s.mm, rng, geo))
         if dense > 0 and s.kind == "medseg" and rng.random() < dense:
-            geo = (bands[s.name] if bands is not None and s.name in bands
-                   else _band_geometry(s.hu, s.lesion, s.mm))
+            geo = geometry(s)
             if geo is not None:
                 hu, les = _dense_consolidation(s.hu, s.lesion, s.mm, rng, geo)
                 s = replace(s, hu=hu, lesion=les)

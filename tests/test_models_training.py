@@ -205,11 +205,10 @@ def test_the_per_slice_dice_counts_each_slice_once():
     assert float(_soft_dice(target, target, valid, per_slice=True)) == pytest.approx(0.0)
 
 
-def test_the_dependent_density_band_lies_along_the_posterior_pleura():
-    """``_dependent_density``: 100-400 HU at the dependent (posterior, high-row) edge of
-    each lung, nothing in the anterior half or outside the lungs, outside air untouched."""
-    from models.train import _band_geometry, _dependent_density
-
+def _two_lungs() -> tuple:
+    """An upright 1 mm slice: two elliptic lungs (-850 HU) in soft tissue (40 HU), outside
+    air in front of the chest, a labelled GGO patch in the right lung; (hu, lungs, lesion,
+    row and column grids)."""
     hu = np.full((200, 240), 40.0, np.float32)  # soft tissue
     hu[:12] = -1000.0  # air in front of the chest (outside the body)
     yy, xx = np.mgrid[:200, :240]
@@ -218,8 +217,17 @@ def test_the_dependent_density_band_lies_along_the_posterior_pleura():
         lungs |= ((yy - 100) / 70.0) ** 2 + ((xx - cx) / 45.0) ** 2 <= 1
     hu[lungs] = -850.0
     lesion = np.zeros(hu.shape, np.uint8)
-    lesion[100:110, 60:70] = 1  # a GGO patch stays labelled (the labels are not touched)
-    hu[100:110, 60:70] = -500.0
+    lesion[100:110, 60:70] = 1
+    return hu, lungs, lesion, yy, xx
+
+
+def test_the_dependent_density_band_lies_along_the_posterior_pleura():
+    """``_dependent_density``: 100-400 HU at the dependent (posterior, high-row) edge of
+    each lung, nothing in the anterior half or outside the lungs, outside air untouched."""
+    from models.train import _band_geometry, _dependent_density
+
+    hu, lungs, lesion, yy, xx = _two_lungs()
+    hu[100:110, 60:70] = -500.0  # the GGO patch stays labelled (the labels are not touched)
     out = _dependent_density(hu, lesion, 1.0, np.random.default_rng(0))
     add = out - hu
     assert np.all(add[~lungs] == 0)  # not outside the lungs, not the outside air
@@ -241,15 +249,7 @@ def test_a_painted_consolidation_touches_the_lung_edge_and_is_labelled():
     other labels stay; a slice without lung is returned as it is."""
     from models.train import _band_geometry, _dense_consolidation
 
-    hu = np.full((200, 240), 40.0, np.float32)
-    hu[:12] = -1000.0
-    yy, xx = np.mgrid[:200, :240]
-    lungs = np.zeros(hu.shape, bool)
-    for cx in (65, 175):
-        lungs |= ((yy - 100) / 70.0) ** 2 + ((xx - cx) / 45.0) ** 2 <= 1
-    hu[lungs] = -850.0
-    lesion = np.zeros(hu.shape, np.uint8)
-    lesion[100:110, 60:70] = 1
+    hu, lungs, lesion, _, _ = _two_lungs()
     geo = _band_geometry(hu, lesion, 1.0)
     for seed in range(6):
         out, les = _dense_consolidation(hu, lesion, 1.0, np.random.default_rng(seed), geo)
