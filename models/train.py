@@ -269,6 +269,42 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
             torch.from_numpy(np.stack(lesions)).long())
 
 
+def unlabelled_views(pool: list[D.Slice], n: int, crop: int, rng: np.random.Generator,
+                     coarse: float = 0.0,
+                     net_mm: float = SPACING_MM) -> tuple[torch.Tensor, ...]:
+    """``n`` unlabelled slices drawn from ``pool``, each warped once and seen twice: a weak
+    view (the warped slice as mapped, no intensity change) for the teacher's pseudo
+    labels and a strong view of the same pixels (:func:`_intensity`: window, coarse
+    pixels, kernel, noise) for the student; and the pixels inside the image (N, crop,
+    crop, bool). Consistency training (:func:`train`'s ``consistency``)."""
+    weak, strong, valid = [], [], []
+    for i in rng.integers(len(pool), size=n):
+        s = pool[i]
+        inside = np.zeros(s.hu.shape, np.uint8)  # 0 inside the image, UNKNOWN outside
+        hu, _, lab = _warp(replace(s, lesion=inside), rng, crop, net_mm)
+        weak.append(hu)
+        strong.append(_intensity(hu, s.kind, rng, coarse))
+        valid.append(lab != D.UNKNOWN)
+    return (normalise_hu(torch.from_numpy(np.stack(weak))[:, None]),
+            normalise_hu(torch.from_numpy(np.stack(strong))[:, None]),
+            torch.from_numpy(np.stack(valid)))
+
+
+def consistency_loss(student_lesion: torch.Tensor, teacher_lesion: torch.Tensor,
+                     valid: torch.Tensor, conf: float) -> tuple[torch.Tensor, float]:
+    """Cross-entropy of the student's lesion logits on the strong views against the
+    teacher's class on the weak views where the teacher's probability is >= ``conf``
+    (background, GGO or consolidation alike), summed over those pixels and divided by all
+    pixels inside the images (FixMatch's mean: few confident pixels weigh little); and the
+    share of confident pixels."""
+    prob = torch.softmax(teacher_lesion.float(), 1)
+    best, cls = prob.max(1)
+    mask = (best >= conf) & valid
+    ce = F.cross_entropy(student_lesion.float(), cls, reduction="none")
+    n = valid.sum().clamp(min=1)
+    return (ce * mask).sum() / n, float(mask.sum()) / float(n)
+
+
 def _soft_dice(prob: torch.Tensor, onehot: torch.Tensor, valid: torch.Tensor,
                per_slice: bool = False) -> torch.Tensor:
     """1 - soft Dice, per channel, averaged: over the batch, or (``per_slice``) of each
@@ -398,7 +434,10 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
           teacher: Path | None = None, dice: str = "batch",
           spacing_mm: float = SPACING_MM, dependent: float = 0.0,
-          device: str = "auto", dense: float = 0.0) -> LesionNet:
+          device: str = "auto", dense: float = 0.0, consistency: int = 0,
+          consistency_conf: float = 0.9, consistency_weight: float = 1.0,
+          consistency_ramp: tuple[int, int] = (250, 500), ema: float = 0.99,
+          unlabelled: list[D.Slice] | None = None) -> LesionNet:
     """Train (or resume) one run; returns the network. See the module docstring.
 
     ``synth`` / ``medseg`` / ``real`` replace the data of :mod:`models.data` (tests);
@@ -415,6 +454,17 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (:func:`~lesionquant.segment.resolve_device`;
     bfloat16 autocast on CUDA); ``dense`` the probability of a painted homogeneous
     consolidation on a MedSeg slice (:func:`_dense_consolidation`).
+
+    ``consistency``: unlabelled COVID-19 slices a step (``unlabelled``, default
+    :func:`models.data.load_unlabelled`) trained by consistency (FixMatch with a mean
+    teacher): the teacher, an exponential moving average of the network's weights
+    (``ema`` per step, kept in the checkpoint), labels the weak view of each slice where
+    its lesion probability is >= ``consistency_conf``; the network learns those labels on
+    the strong view (:func:`unlabelled_views`, :func:`consistency_loss`), weighted by
+    ``consistency_weight`` times a ramp from 0 at step ``consistency_ramp[0]`` to 1 at
+    ``consistency_ramp[1]``. The labelled batches are drawn first from each step's
+    generator, so they are those of the same run without it. The network kept and
+    evaluated is the student, as in every other run.
     """
     dev = resolve_device(device)
     amp = dev.startswith("cuda")
@@ -444,6 +494,14 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["model"])
         logger.info("initialised from %s", init)
     net.to(dev)
+    unl: list[D.Slice] = []
+    teacher_net: LesionNet | None = None
+    if consistency:
+        unl = unlabelled if unlabelled is not None else D.load_unlabelled()
+        teacher_net = LesionNet(base=base, spacing_mm=spacing_mm).to(dev)
+        teacher_net.load_state_dict(net.state_dict())
+        teacher_net.eval().requires_grad_(False)
+        logger.info("consistency training on %d unlabelled slices", len(unl))
     logger.info("training on %s%s", dev, " (bfloat16 autocast)" if amp else "")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warm = min(20, steps)
@@ -457,6 +515,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         net.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
+        if teacher_net is not None:
+            teacher_net.load_state_dict(st["ema"])
         start = int(st["step"])
         logger.info("resumed %s at step %d", run, start)
     meta = {"fold": fold, "k": k, "steps": steps, "seed": seed, "held_out": held,
@@ -467,6 +527,9 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
             "dice": dice, "dependent": dependent, "dense": dense, "device": dev,
+            "consistency": consistency, "consistency_conf": consistency_conf,
+            "consistency_weight": consistency_weight,
+            "consistency_ramp": list(consistency_ramp), "ema": ema,
             "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
@@ -482,26 +545,47 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
                                                  (pseudo, pseudo_per_batch)), coarse,
                                      spacing_mm, dependent, bands, dense)
         x, lung, lesion = (t.to(dev, non_blocking=True) for t in (x, lung, lesion))
+        n_lab = x.shape[0]
+        if teacher_net is not None:
+            xw, xs, valid = unlabelled_views(unl, consistency, crop, rng, coarse, spacing_mm)
+            x = torch.cat([x, xs.to(dev)])
         with torch.autocast(device_type="cuda" if amp else "cpu", dtype=torch.bfloat16,
                             enabled=amp):
             a, b = net(x)
-        loss = loss_fn(a.float(), b.float(), lung, lesion, dice == "slice")
+            if teacher_net is not None:
+                with torch.no_grad():
+                    tb = teacher_net(xw.to(dev))[1]
+        loss = loss_fn(a[:n_lab].float(), b[:n_lab].float(), lung, lesion, dice == "slice")
+        extra = {}
+        if teacher_net is not None:
+            lo, hi = consistency_ramp
+            ramp = min(1.0, max(0.0, (i - lo) / max(hi - lo, 1)))
+            lu, frac = consistency_loss(b[n_lab:], tb, valid.to(dev), consistency_conf)
+            loss = loss + consistency_weight * ramp * lu
+            extra = {"u_loss": round(lu.item(), 5), "u_conf": round(frac, 4)}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if teacher_net is not None:
+            with torch.no_grad():
+                for pt, ps in zip(teacher_net.parameters(), net.parameters(), strict=True):
+                    pt.mul_(ema).add_(ps.detach(), alpha=1 - ema)
+                for bt, bs in zip(teacher_net.buffers(), net.buffers(), strict=True):
+                    bt.copy_(bs)
         rec = {"step": i + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
-               "s": round(time.perf_counter() - t0, 1)}
+               "s": round(time.perf_counter() - t0, 1), **extra}
         if val_med and ((i + 1) % val_every == 0 or i + 1 == steps):
             rec["val"] = summary(evaluate_medseg(net, val_med, dev))
             logger.info("step %d val %s", i + 1, rec["val"])
         log.write(json.dumps(rec) + "\n")
         log.flush()
         if (i + 1) % 10 == 0:
-            logger.info("step %d loss %.4f (%.1f s)", i + 1, float(loss), rec["s"])
+            logger.info("step %d loss %.4f (%.1f s)", i + 1, rec["loss"], rec["s"])
         if (i + 1) % ckpt_every == 0 or i + 1 in (steps, stop_after):
             _save(ckpt, {"model": net.state_dict(), "opt": opt.state_dict(),
-                         "sched": sched.state_dict(), "step": i + 1})
+                         "sched": sched.state_dict(), "step": i + 1,
+                         **({"ema": teacher_net.state_dict()} if teacher_net else {})})
     log.close()
     if val_med and (stop_after is None or stop_after >= steps):
         rows = evaluate_medseg(net, val_med, dev)
@@ -548,6 +632,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dense", type=float, default=0.0,
                    help="probability of a painted homogeneous consolidation on a MedSeg "
                    "slice")
+    p.add_argument("--consistency", type=int, default=0,
+                   help="unlabelled COVID-19 slices per batch, consistency training "
+                   "(FixMatch with a mean teacher)")
+    p.add_argument("--consistency-conf", type=float, default=0.9,
+                   help="teacher probability at or above which a pixel is pseudo-labelled")
+    p.add_argument("--consistency-weight", type=float, default=1.0)
+    p.add_argument("--consistency-ramp", type=int, nargs=2, default=(250, 500),
+                   metavar=("FROM", "TO"), help="steps over which the weight ramps 0 -> 1")
+    p.add_argument("--ema", type=float, default=0.99, help="the teacher's decay per step")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when torch sees one, else CPU), cpu or cuda[:N]")
     a = p.parse_args(argv)
@@ -558,7 +651,9 @@ def main(argv: list[str] | None = None) -> None:
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
           dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent, device=a.device,
-          dense=a.dense)
+          dense=a.dense, consistency=a.consistency, consistency_conf=a.consistency_conf,
+          consistency_weight=a.consistency_weight,
+          consistency_ramp=tuple(a.consistency_ramp), ema=a.ema)
 
 
 if __name__ == "__main__":
