@@ -412,8 +412,10 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
 
 def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[dict]:
     """False lesion on the real CTs without COVID-19 (``normal_table``, ``method="model"``)
-    with the lungs of ``lung_run`` and the lesions of each run in ``names`` (fold runs
-    too: none of these CTs is in any training), beside each run's held-out MedSeg Dice.
+    with the lungs of ``lung_run`` (``"shipped"``: the shipped weights' lung network,
+    which is lesionnet-v2's ``final`` run) and the lesions of each run in ``names`` (fold
+    runs too: none of these CTs is in any training), beside each run's held-out MedSeg
+    Dice.
     A name joining runs with ``+`` (``md_final+md_s1_final``) is their
     :class:`~lesionquant.segment.model._net.NetEnsemble`."""
     from lesionquant.evaluate import normal_table
@@ -421,7 +423,10 @@ def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[
     from lesionquant.segment.model._net import NetPair
     from lesionquant.settings import Settings
 
-    lungs = _load_run(runs / lung_run)
+    if lung_run == "shipped":  # the shipped file's lung network (v2's, = runs/final)
+        lungs = _weights.load_model("cpu").net.lungs
+    else:
+        lungs = _load_run(runs / lung_run)
     real_load = _weights.load_model
     out = []
     try:
@@ -666,6 +671,9 @@ def main() -> None:
     p.add_argument("--lesion-runs", default="",
                    help="healthy: comma-separated run names, e.g. mo_fold0,mc_fold0; "
                    "a+b: the ensemble of runs a and b")
+    p.add_argument("--lung-run", default="final",
+                   help="healthy: the run whose lung head gives the lungs; shipped: the "
+                   "shipped weights' lung network (the same network as runs/final)")
     p.add_argument("--methods", default="model,classical",
                    help="synthetic: comma-separated, of model, classical, hybrid "
                    "(classical lungs, model lesions), model_lungs (model lungs, classical "
@@ -685,7 +693,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "healthy":
-        rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n])
+        rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n],
+                            a.lung_run)
         print(_table(rows))
     elif a.what == "consbias":
         print(cons_bias_markdown(medseg_cons_bias(a.runs, a.prefixes.split(","))))

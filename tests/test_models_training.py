@@ -1,9 +1,11 @@
 """The training code in ``models/``: second phases (init, real lesion-free slices,
-coarse-pixel augmentation), pseudo labels, and the unlabelled COVID-19 slices."""
+coarse-pixel augmentation), pseudo labels, consistency training, and the unlabelled
+COVID-19 slices."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,7 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 try:
     from models import data as D
-    from models.train import pseudo_label, train
+    from models.train import (
+        consistency_loss,
+        pseudo_label,
+        train,
+        unlabelled_views,
+    )
 finally:
     sys.path.remove(str(REPO))
 
@@ -62,12 +69,20 @@ def test_second_phase_starts_from_its_init_and_resumes_exactly(tmp_path, phantom
     assert all(torch.equal(sa[n], sb[n]) for n in sa)
 
 
+def _unlabelled(phantom) -> list:
+    """The phantom slices of :func:`_slices` without labels, as the unlabelled slices."""
+    out = []
+    for s in _slices(phantom):
+        unk = np.full_like(s.lung, D.UNKNOWN)
+        out.append(D.Slice(s.name, s.hu, unk, unk.copy(), s.mm, "unlabelled"))
+    return out
+
+
 def test_pseudo_labels_keep_only_confident_pixels(phantom):
     torch.manual_seed(0)
     net = LesionNet(base=4).eval()
     s = _slices(phantom)[1]
-    unl = D.Slice("u", s.hu, np.full_like(s.lung, D.UNKNOWN), np.full_like(s.lung, D.UNKNOWN),
-                  s.mm, "unlabelled")
+    unl = _unlabelled(phantom)[1]
     every = pseudo_label(net, [unl], 0.0)[0].lesion
     none = pseudo_label(net, [unl], 1.01)[0].lesion
     some = pseudo_label(net, [unl], 0.5)[0].lesion
@@ -75,6 +90,59 @@ def test_pseudo_labels_keep_only_confident_pixels(phantom):
     assert (none == D.UNKNOWN).all()
     known = some != D.UNKNOWN
     assert (some[known] == every[known]).all()  # the same class where confident
+
+
+def test_consistency_loss_counts_confident_pixels_over_all_pixels_inside():
+    """FixMatch's mean: cross-entropy against the teacher's class on its confident
+    pixels only, divided by every pixel inside the images."""
+    teacher = torch.zeros(1, 3, 2, 2)
+    teacher[0, 1, 0, 0] = 10.0  # one pixel surely GGO, the other three 1/3 each
+    student = torch.zeros(1, 3, 2, 2)  # uniform: cross-entropy log 3 on every pixel
+    valid = torch.ones(1, 2, 2, dtype=torch.bool)
+    loss, frac = consistency_loss(student, teacher, valid, 0.9)
+    assert frac == 0.25 and loss.item() == pytest.approx(math.log(3) / 4)
+    loss, frac = consistency_loss(student, teacher, valid, 0.3)  # every pixel confident
+    assert frac == 1.0 and loss.item() == pytest.approx(math.log(3))
+    valid[0, 0, 0] = False  # the confident pixel outside the image: nothing left
+    loss, frac = consistency_loss(student, teacher, valid, 0.9)
+    assert frac == 0.0 and loss.item() == 0.0
+
+
+def test_the_two_views_of_an_unlabelled_slice_share_their_pixels(phantom):
+    """Weak and strong view: the same warp (the teacher's label of a pixel is the
+    student's target at that pixel), the strong one's intensity changed; pixels outside
+    the image marked invalid and -1024 HU in the weak view."""
+    pool = _unlabelled(phantom)
+    weak, strong, valid = unlabelled_views(pool, 4, 128, np.random.default_rng(1))
+    assert weak.shape == strong.shape == (4, 1, 128, 128) and valid.shape == (4, 128, 128)
+    assert valid.dtype == torch.bool and 0 < valid.float().mean() < 1  # 192 mm > 141 mm
+    w, s = weak[:, 0][valid], strong[:, 0][valid]
+    assert not torch.equal(w, s)
+    assert np.corrcoef(w.numpy(), s.numpy())[0, 1] > 0.8
+    outside = normalise_hu(torch.tensor(-1024.0))
+    assert torch.allclose(weak[:, 0][~valid], outside.expand((~valid).sum()))
+    again = unlabelled_views(pool, 4, 128, np.random.default_rng(1))
+    assert all(torch.equal(a, b) for a, b in zip((weak, strong, valid), again, strict=True))
+
+
+def test_consistency_training_resumes_exactly_teacher_included(tmp_path, phantom):
+    slices = _slices(phantom)
+    kw = dict(fold=-1, steps=3, crop=32, base=4, medseg_per_batch=0, synth_per_batch=1,
+              ckpt_every=1, threads=1, synth=slices, medseg=[], consistency=2,
+              consistency_conf=0.0, consistency_ramp=(0, 1), unlabelled=_unlabelled(phantom))
+    full = train(tmp_path / "a", **kw)
+    train(tmp_path / "b", stop_after=1, **kw)
+    resumed = train(tmp_path / "b", **kw)
+    sa, sb = full.state_dict(), resumed.state_dict()
+    assert all(torch.equal(sa[n], sb[n]) for n in sa)
+    ta, tb = (torch.load(tmp_path / r / "ckpt.pt", weights_only=True)["ema"] for r in "ab")
+    assert all(torch.equal(ta[n], tb[n]) for n in ta)
+    assert any(not torch.equal(ta[n], sa[n]) for n in ta)  # a moving average, not a copy
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["u_conf"] for r in log] == [1.0, 1.0, 1.0]  # conf 0: every pixel inside
+    assert all(math.isfinite(r["u_loss"]) and r["u_loss"] > 0 for r in log)
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["consistency"] == 2 and meta["ema"] == 0.99
 
 
 @pytest.mark.realdata
