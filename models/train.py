@@ -22,7 +22,9 @@ stopped and resumed from its checkpoint (``<run>/ckpt.pt``, written every
 bfloat16 autocast, else on the CPU; ``cpu`` / ``cuda[:N]`` explicitly (an unavailable
 CUDA device is a :class:`~lesionquant.segment.DeviceError`). The batches are drawn on the
 CPU either way, so a GPU run draws the same slices as a CPU run; only the CPU is
-bit-for-bit reproducible (GPU kernels are not), and a checkpoint resumes on either.
+bit-for-bit reproducible (GPU kernels are not), on one machine (across machines the CPU
+kernels and library versions differ; ``meta.json`` records them), and a checkpoint
+resumes on either.
 """
 
 from __future__ import annotations
@@ -419,6 +421,19 @@ def pseudo_label(net: LesionNet, slices: list[D.Slice], conf: float,
     return out
 
 
+def _environment() -> dict[str, str]:
+    """Where a run trains: library versions, torch's CPU kernels, processor, platform
+    (CPU runs are bit for bit reproducible on one machine, not across machines)."""
+    import platform
+
+    import scipy
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform()}
+
+
 def _save(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -530,7 +545,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "consistency": consistency, "consistency_conf": consistency_conf,
             "consistency_weight": consistency_weight,
             "consistency_ramp": list(consistency_ramp), "ema": ema,
-            "config": net.config}
+            "env": _environment(), "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
              if dependent > 0 or dense > 0 else None)

@@ -143,6 +143,7 @@ def test_consistency_training_resumes_exactly_teacher_included(tmp_path, phantom
     assert all(math.isfinite(r["u_loss"]) and r["u_loss"] > 0 for r in log)
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["consistency"] == 2 and meta["ema"] == 0.99
+    assert meta["env"]["torch"] == torch.__version__ and meta["env"]["cpu_capability"]
 
 
 @pytest.mark.realdata
