@@ -40,6 +40,7 @@ from lesionquant.segment.model._infer import predict_labels
 from lesionquant.segment.model._net import NetEnsemble
 from lesionquant.segment.model._weights import DEFAULT_WEIGHTS
 from models import data as D
+from models.export import SHIPPED, shipped_lungs
 from models.train import CONS_HU, dice
 
 logger = logging.getLogger("models.evaluate_model")
@@ -423,10 +424,7 @@ def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[
     from lesionquant.segment.model._net import NetPair
     from lesionquant.settings import Settings
 
-    if lung_run == "shipped":  # the shipped file's lung network (v2's, = runs/final)
-        lungs = _weights.load_model("cpu").net.lungs
-    else:
-        lungs = _load_run(runs / lung_run)
+    lungs = shipped_lungs()[0] if lung_run == SHIPPED else _load_run(runs / lung_run)
     real_load = _weights.load_model
     out = []
     try:

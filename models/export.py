@@ -13,6 +13,11 @@ lungs of ``run``'s lung head, the lesions of the lesion run's lesion head; sever
 
     python -m models.export models/runs/final --name lesionnet-v5 \
         --lesion-run models/runs/md_final models/runs/md_s1_final models/runs/md_s2_final
+
+``shipped`` in place of the lung run takes the shipped weights' lung network (byte for
+byte lesionnet-v2's ``runs/final``), for a machine without the lung network's runs::
+
+    python -m models.export shipped --lesion-run models/runs/ss_fold0 --name lesionnet-x
 """
 
 from __future__ import annotations
@@ -24,9 +29,19 @@ from pathlib import Path
 import torch
 
 from lesionquant.segment.model._net import LesionNet, NetEnsemble, NetPair
-from lesionquant.segment.model._weights import sha256_file
+from lesionquant.segment.model._weights import load_model, sha256_file
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "lesionquant" / "segment" / "model" / "weights"
+#: The lung "run" that names the shipped weights' lung network.
+SHIPPED = "shipped"
+
+
+def shipped_lungs() -> tuple[LesionNet, dict]:
+    """The shipped weights' lung network (a pair's ``lungs``, else the network itself) and
+    where it came from."""
+    model = load_model("cpu")
+    return getattr(model.net, "lungs", model.net), {"weights": model.name,
+                                                    "sha256": model.sha256}
 
 
 def _run_net(run: Path) -> tuple[LesionNet, dict]:
@@ -44,8 +59,9 @@ def export(run: Path, name: str, description: str,
     """Write the weights of ``run`` as ``name`` (with ``lesion_runs``: the pair of the lung
     head of ``run`` and the lesion head of the lesion run, or of the ensemble of the
     lesion runs when there are several; ``cons_bias``: the learned class's
-    consolidation-vs-GGO logit bias, stored in the file); returns their sha256."""
-    net, meta = _run_net(run)
+    consolidation-vs-GGO logit bias, stored in the file; ``run`` named :data:`SHIPPED`: the
+    shipped lung network, :func:`shipped_lungs`); returns their sha256."""
+    net, meta = shipped_lungs() if str(run) == SHIPPED else _run_net(run)
     if lesion_runs:
         members = [_run_net(r) for r in lesion_runs]
         les = members[0][0] if len(members) == 1 else NetEnsemble([m[0] for m in members])
@@ -72,7 +88,8 @@ def export(run: Path, name: str, description: str,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, help="the lung run; shipped: the shipped weights' lung "
+                   "network")
     p.add_argument("--lesion-run", type=Path, nargs="+", default=None,
                    help="a second run whose lesion head gives the lesions (a network pair); "
                    "several: the mean of their softmax (an ensemble)")

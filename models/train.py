@@ -30,15 +30,18 @@ resumes on either.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
 import os
+import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import scipy
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
@@ -424,10 +427,6 @@ def pseudo_label(net: LesionNet, slices: list[D.Slice], conf: float,
 def _environment() -> dict[str, str]:
     """Where a run trains: library versions, torch's CPU kernels, processor, platform
     (CPU runs are bit for bit reproducible on one machine, not across machines)."""
-    import platform
-
-    import scipy
-
     return {"torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "processor": platform.processor() or platform.machine(),
@@ -513,9 +512,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     teacher_net: LesionNet | None = None
     if consistency:
         unl = unlabelled if unlabelled is not None else D.load_unlabelled()
-        teacher_net = LesionNet(base=base, spacing_mm=spacing_mm).to(dev)
-        teacher_net.load_state_dict(net.state_dict())
-        teacher_net.eval().requires_grad_(False)
+        teacher_net = copy.deepcopy(net).eval().requires_grad_(False)
         logger.info("consistency training on %d unlabelled slices", len(unl))
     logger.info("training on %s%s", dev, " (bfloat16 autocast)" if amp else "")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)

@@ -227,6 +227,29 @@ def test_export_of_a_pair_loads_as_its_two_networks(tmp_path, phantom, monkeypat
         E.export(tmp_path / "lungs", "x", "x", [tmp_path / "lesions", tmp_path / "half"])
 
 
+def test_export_puts_the_shipped_lung_network_beside_a_lesion_run(tmp_path, phantom,
+                                                                 monkeypatch):
+    """``models.export shipped --lesion-run R``: the pair's lungs are the shipped weights'
+    lung network, byte for byte, and the file says so (a machine without the lung
+    network's runs can still export and judge a lesion network)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from models import export as E
+    finally:
+        sys.path.remove(str(REPO))
+    kw = dict(fold=-1, steps=2, crop=32, base=4, medseg_per_batch=0, synth_per_batch=1,
+              ckpt_every=1, threads=1, synth=_slices(phantom), medseg=[])
+    train(tmp_path / "lesions", **kw)
+    monkeypatch.setattr(E, "WEIGHTS", tmp_path / "w")
+    E.export(Path(E.SHIPPED), "shipped-pair", "test", [tmp_path / "lesions"])
+    blob = torch.load(tmp_path / "w" / "shipped_pair.pt", weights_only=True)
+    lungs, origin = E.shipped_lungs()
+    for name, v in lungs.state_dict().items():
+        assert torch.equal(blob["state_dict"][f"lungs.{name}"], v)
+    assert json.loads(blob["meta"])["lungs"]["sha256"] == origin["sha256"]
+    assert blob["config"]["lesions"]["base"] == 4
+
+
 def test_the_mean_softmax_ensemble_averages_probabilities():
     """:class:`NetEnsemble`: the ensemble of a network with itself gives that network's
     log-softmax; of two networks, the log of their mean probabilities (so the argmax
