@@ -37,7 +37,7 @@ import torch
 
 from lesionquant.segment.model import LesionNet
 from lesionquant.segment.model._infer import predict_labels
-from lesionquant.segment.model._net import NetEnsemble
+from lesionquant.segment.model._net import FlipMean, NetEnsemble, NetWrapper
 from lesionquant.segment.model._weights import DEFAULT_WEIGHTS
 from models import data as D
 from models.export import SHIPPED, shipped_lungs
@@ -239,20 +239,27 @@ def _medseg_figure(path: Path, slices: dict, shown: dict, rows: list[dict], pref
     plt.close(fig)
 
 
-def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
-    """Lesion-head rows of each ``<prefix>fold<k>`` run and of their equal-weight ensemble
-    (:class:`~lesionquant.segment.model._net.NetEnsemble`) on the same held-out MedSeg
-    slices; written to ``models/results/medseg_cv_<runs>_ens_<prefixes>.json``."""
+def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5, flip: bool = False,
+                    folds: list[int] | None = None) -> dict:
+    """Lesion-head rows of each ``<prefix>fold<k>`` run and, with several prefixes, of
+    their equal-weight ensemble (:class:`~lesionquant.segment.model._net.NetEnsemble`) on
+    the same held-out MedSeg slices; with ``flip`` each of these also averaged over the
+    left-right mirror (:class:`~lesionquant.segment.model._net.FlipMean`, ``<name>+flip``);
+    ``folds``: only those folds (all ``k`` when None). Written to
+    ``models/results/medseg_cv_<runs>_ens_<prefixes>[_flip].json``."""
     ids = D.medseg_ids()
     fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
     slices = {s.name: s for s in D.load_medseg(ids)}
     rows = []
-    for f in range(k):
+    for f in range(k) if folds is None else folds:
         if not all((runs / f"{p}fold{f}" / "val.json").exists() for p in prefixes):
             logger.warning("fold %d: not every run finished in %s, left out", f, runs)
             continue
         nets = {p.rstrip("_") or "v2": _load_run(runs / f"{p}fold{f}") for p in prefixes}
-        nets["ensemble"] = NetEnsemble(list(nets.values())).eval()
+        if len(nets) > 1:
+            nets["ensemble"] = NetEnsemble(list(nets.values())).eval()
+        if flip:
+            nets.update({f"{n}+flip": FlipMean(net).eval() for n, net in list(nets.items())})
         for sid in [i for i in ids if fold_of[i] == f]:
             s = slices[sid]
             t = _truth(s.lesion)
@@ -265,7 +272,7 @@ def medseg_ensemble(runs: Path, prefixes: list[str], k: int = 5) -> dict:
     variants = [v for v in rows[0] if v not in ("slice", "fold", "t")]
     fold_of = {r["slice"]: r["fold"] for r in rows}  # the folds scored
     out = {"summary": _score(rows, variants, fold_of), "rows": rows}
-    tag = "_".join(p.rstrip("_") or "v2" for p in prefixes)
+    tag = "_".join(p.rstrip("_") or "v2" for p in prefixes) + ("_flip" if flip else "")
     (RESULTS / f"medseg_cv_{runs.name}_ens_{tag}.json").write_text(json.dumps(out, indent=1))
     return out
 
@@ -279,22 +286,13 @@ def _ggo_cons(summary: dict) -> float:
     return (summary["ggo_dice"] + summary["cons_dice"]) / 2
 
 
-class _LastForward(torch.nn.Module):
+class _LastForward(NetWrapper):
     """``net`` whose forward gives its last output again for an equal input: scoring one
     slice at every bias of a grid runs the network once, not once a bias."""
 
     def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
+        super().__init__(net)
         self._last: tuple[torch.Tensor, tuple] | None = None
-
-    @property
-    def multiple(self) -> int:
-        return self.net.multiple
-
-    @property
-    def spacing_mm(self) -> float:
-        return self.net.spacing_mm
 
     def forward(self, x: torch.Tensor) -> tuple:
         last = self._last
@@ -686,6 +684,10 @@ def main() -> None:
                    help="synthetic: overlays folder; medseg: the PNG of one slice a fold")
     p.add_argument("--cases", type=int, default=2,
                    help="synthetic: report and shifted cases each (phantoms, per host)")
+    p.add_argument("--flip", action="store_true",
+                   help="ensemble: each network also averaged over the left-right mirror")
+    p.add_argument("--folds", default="",
+                   help="ensemble: comma-separated folds (default: all)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -697,7 +699,9 @@ def main() -> None:
     elif a.what == "consbias":
         print(cons_bias_markdown(medseg_cons_bias(a.runs, a.prefixes.split(","))))
     elif a.what == "ensemble":
-        print(medseg_markdown(medseg_ensemble(a.runs, a.prefixes.split(","))))
+        folds = [int(f) for f in a.folds.split(",") if f] or None
+        print(medseg_markdown(medseg_ensemble(a.runs, a.prefixes.split(","), flip=a.flip,
+                                              folds=folds)))
     elif a.what == "medseg":
         print(medseg_markdown(medseg(a.runs, prefix=a.prefix, lung_prefix=a.lung_prefix,
                                      figure=a.figures)))

@@ -224,13 +224,55 @@ def _dense_consolidation(hu: np.ndarray, lesion: np.ndarray, mm: float,
     return out_hu, out_les
 
 
+def _lung_box(geometry: tuple[np.ndarray, np.ndarray]) -> tuple[int, int, int, int]:
+    """Rows and columns (first, one past the last) of the lungs of :func:`_band_geometry`."""
+    rows, cols = np.nonzero(geometry[0] > 0)
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def _paste_lesions(hu: np.ndarray, lesion: np.ndarray, geometry: tuple[np.ndarray, np.ndarray],
+                   donor: D.Slice, donor_geometry: tuple[np.ndarray, np.ndarray],
+                   mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Paste the expert-labelled lesions of ``donor`` into the lungs of an upright slice,
+    HU and labels out (copy-paste augmentation: real lesions, real texture, other lungs).
+
+    The donor (mirrored left-right when ``mirror``) is mapped onto the slice by its lungs'
+    box onto the slice's lungs' box (:func:`_lung_box` of each slice's
+    :func:`_band_geometry`; rows and columns scaled apart), its HU linearly and its labels
+    by nearest neighbour; its lesion pixels that land in the slice's lungs replace the
+    slice's HU, blended over about one pixel at their edge (inside the lungs only), and
+    take the donor's class (1 GGO, 2 consolidation). The slice's own lesions elsewhere stay.
+    """
+    d_hu, d_les, d_lung = donor.hu, donor.lesion, donor_geometry[0] > 0
+    if mirror:
+        d_hu, d_les, d_lung = d_hu[:, ::-1], d_les[:, ::-1], d_lung[:, ::-1]
+    r0, r1, c0, c1 = _lung_box(geometry)
+    q0, q1, p0, p1 = _lung_box((d_lung, None))
+    yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+    coords = np.stack([q0 + (yy - r0 + 0.5) * (q1 - q0) / (r1 - r0) - 0.5,
+                       p0 + (xx - c0 + 0.5) * (p1 - p0) / (c1 - c0) - 0.5])
+    m_les = ndi.map_coordinates(d_les, coords, order=0, mode="nearest")
+    lung = geometry[0][r0:r1, c0:c1] > 0
+    paste = ((m_les == 1) | (m_les == 2)) & lung
+    if not paste.any():
+        return hu, lesion
+    m_hu = ndi.map_coordinates(np.ascontiguousarray(d_hu, dtype=np.float32), coords,
+                               order=1, mode="nearest")
+    alpha = np.where(paste, 1.0, ndi.gaussian_filter(paste.astype(np.float32), 0.7) * lung)
+    out_hu = hu.astype(np.float32, copy=True)
+    out_les = lesion.copy()
+    out_hu[r0:r1, c0:c1] = hu[r0:r1, c0:c1] * (1 - alpha) + m_hu * alpha
+    out_les[r0:r1, c0:c1] = np.where(paste, m_les, lesion[r0:r1, c0:c1])
+    return out_hu, out_les
+
+
 def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: int,
                crop: int, rng: np.random.Generator,
                extra: tuple[tuple[list[D.Slice], int], ...] = (),
                coarse: float = 0.0, net_mm: float = SPACING_MM,
                dependent: float = 0.0,
                bands: dict[str, tuple | None] | None = None,
-               dense: float = 0.0) -> tuple[torch.Tensor, ...]:
+               dense: float = 0.0, paste: float = 0.0) -> tuple[torch.Tensor, ...]:
     """One augmented batch: input (N,1,crop,crop), lung and lesion targets (N,crop,crop),
     pixels of ``net_mm`` mm.
 
@@ -239,8 +281,10 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
     :func:`_intensity`, ``dependent`` that of the dependent-density band on a MedSeg slice
     (:func:`_dependent_density`; ``bands``: each MedSeg slice's :func:`_band_geometry` by
     name, computed here when missing and kept there), ``dense`` that of a painted homogeneous
-    consolidation on a MedSeg slice (:func:`_dense_consolidation`, after the band). With
-    none, the random draws are those of the first phase."""
+    consolidation on a MedSeg slice (:func:`_dense_consolidation`, after the band),
+    ``paste`` that of another MedSeg slice's lesions pasted into a MedSeg slice
+    (:func:`_paste_lesions`, first; the donor drawn from ``medseg``, so from the fold's
+    training slices only). With none, the random draws are those of the first phase."""
     items = [medseg[i] for i in rng.integers(len(medseg), size=n_med)] if medseg else []
     if synth:
         items += [synth[i] for i in rng.integers(len(synth), size=n_syn)]
@@ -256,6 +300,14 @@ def make_batch(medseg: list[D.Slice], synth: list[D.Slice], n_med: int, n_syn: i
 
     xs, lungs, lesions = [], [], []
     for s in items:
+        if paste > 0 and s.kind == "medseg" and rng.random() < paste and len(medseg) > 1:
+            j = int(rng.integers(len(medseg)))
+            donor = medseg[(j + 1) % len(medseg)] if medseg[j] is s else medseg[j]
+            mirror = bool(rng.random() < 0.5)
+            geo, d_geo = geometry(s), geometry(donor)
+            if geo is not None and d_geo is not None:
+                hu, les = _paste_lesions(s.hu, s.lesion, geo, donor, d_geo, mirror)
+                s = replace(s, hu=hu, lesion=les)
         if dependent > 0 and s.kind == "medseg" and rng.random() < dependent:
             geo = geometry(s)
             if geo is not None:
@@ -448,7 +500,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
           init: Path | None = None, pseudo_per_batch: int = 0, pseudo_conf: float = 0.7,
           teacher: Path | None = None, dice: str = "batch",
           spacing_mm: float = SPACING_MM, dependent: float = 0.0,
-          device: str = "auto", dense: float = 0.0, consistency: int = 0,
+          device: str = "auto", dense: float = 0.0, paste: float = 0.0,
+          consistency: int = 0,
           consistency_conf: float = 0.9, consistency_weight: float = 1.0,
           consistency_ramp: tuple[int, int] = (250, 500), ema: float = 0.99,
           unlabelled: list[D.Slice] | None = None) -> LesionNet:
@@ -467,7 +520,8 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
     the dependent-density band on a MedSeg slice (:func:`_dependent_density`); ``device``
     ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (:func:`~lesionquant.segment.resolve_device`;
     bfloat16 autocast on CUDA); ``dense`` the probability of a painted homogeneous
-    consolidation on a MedSeg slice (:func:`_dense_consolidation`).
+    consolidation on a MedSeg slice (:func:`_dense_consolidation`); ``paste`` that of
+    another training slice's lesions pasted into a MedSeg slice (:func:`_paste_lesions`).
 
     ``consistency``: unlabelled COVID-19 slices a step (``unlabelled``, default
     :func:`models.data.load_unlabelled`) trained by consistency (FixMatch with a mean
@@ -538,14 +592,15 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
             "coarse": coarse, "init": str(init) if init else None,
             "pseudo_per_batch": pseudo_per_batch, "pseudo_conf": pseudo_conf,
             "teacher": str(teacher or init) if pseudo_per_batch else None,
-            "dice": dice, "dependent": dependent, "dense": dense, "device": dev,
+            "dice": dice, "dependent": dependent, "dense": dense, "paste": paste,
+            "device": dev,
             "consistency": consistency, "consistency_conf": consistency_conf,
             "consistency_weight": consistency_weight,
             "consistency_ramp": list(consistency_ramp), "ema": ema,
             "env": _environment(), "config": net.config}
     (run / "meta.json").write_text(json.dumps(meta, indent=1))
     bands = ({s.name: _band_geometry(s.hu, s.lesion, s.mm) for s in train_med}
-             if dependent > 0 or dense > 0 else None)
+             if dependent > 0 or dense > 0 or paste > 0 else None)
     net.train()
     log = (run / "log.jsonl").open("a")
     t0 = time.perf_counter()
@@ -555,7 +610,7 @@ def train(run: Path, *, fold: int, k: int = 5, steps: int = 300, seed: int = 0,
         x, lung, lesion = make_batch(train_med, syn, medseg_per_batch, synth_per_batch,
                                      crop, rng, ((real_sl, real_per_batch),
                                                  (pseudo, pseudo_per_batch)), coarse,
-                                     spacing_mm, dependent, bands, dense)
+                                     spacing_mm, dependent, bands, dense, paste)
         x, lung, lesion = (t.to(dev, non_blocking=True) for t in (x, lung, lesion))
         n_lab = x.shape[0]
         if teacher_net is not None:
@@ -644,6 +699,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dense", type=float, default=0.0,
                    help="probability of a painted homogeneous consolidation on a MedSeg "
                    "slice")
+    p.add_argument("--paste", type=float, default=0.0,
+                   help="probability of another training slice's lesions pasted into a "
+                   "MedSeg slice")
     p.add_argument("--consistency", type=int, default=0,
                    help="unlabelled COVID-19 slices per batch, consistency training "
                    "(FixMatch with a mean teacher)")
@@ -663,7 +721,8 @@ def main(argv: list[str] | None = None) -> None:
           generation=a.synthetic, real_per_batch=a.real, coarse=a.coarse, init=a.init,
           pseudo_per_batch=a.pseudo, pseudo_conf=a.pseudo_conf, teacher=a.teacher,
           dice=a.dice, spacing_mm=a.spacing, dependent=a.dependent, device=a.device,
-          dense=a.dense, consistency=a.consistency, consistency_conf=a.consistency_conf,
+          dense=a.dense, paste=a.paste, consistency=a.consistency,
+          consistency_conf=a.consistency_conf,
           consistency_weight=a.consistency_weight,
           consistency_ramp=tuple(a.consistency_ramp), ema=a.ema)
 

@@ -360,3 +360,67 @@ def test_a_painted_consolidation_touches_the_lung_edge_and_is_labelled():
     geo0 = (np.zeros(empty.shape), np.zeros(empty.shape))
     same_hu, same_les = _dense_consolidation(empty, z, 1.0, np.random.default_rng(0), geo0)
     assert same_hu is empty and same_les is z
+
+
+def test_the_flip_mean_is_the_mean_of_the_slice_and_its_mirror():
+    """:class:`FlipMean`: the log mean softmax of the network on the slice and on its
+    mirror mirrored back (the lung head's right and left swapped), so a mirrored slice
+    gives the mirrored answer with the sides swapped; its config builds it again."""
+    from lesionquant.segment.model._net import FlipMean, build_net
+
+    torch.manual_seed(1)
+    net = LesionNet(base=4).eval()
+    x = torch.randn(2, 1, 32, 48)
+    with torch.no_grad():
+        lung, lesion = FlipMean(net)(x)
+        m_lung, m_lesion = FlipMean(net)(x.flip(-1))
+        a, b = net(x), net(x.flip(-1))
+    swap = [0, 2, 1]
+    assert torch.allclose(m_lesion, lesion.flip(-1), atol=1e-6)
+    assert torch.allclose(m_lung, lung.flip(-1)[:, swap], atol=1e-6)
+    want = (a[1].softmax(1) + b[1].flip(-1).softmax(1)) / 2
+    assert torch.allclose(lesion.exp(), want, atol=1e-5)
+    want = (a[0].softmax(1) + b[0].flip(-1)[:, swap].softmax(1)) / 2
+    assert torch.allclose(lung.exp(), want, atol=1e-5)
+    again = build_net(FlipMean(net).config)
+    again.load_state_dict(FlipMean(net).state_dict())
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x)[1], lesion)
+    assert FlipMean(net).multiple == net.multiple and FlipMean(net).spacing_mm == net.spacing_mm
+
+
+def test_pasted_lesions_land_at_the_same_place_of_the_other_lungs():
+    """``_paste_lesions``: a donor's lesion goes to the place of the recipient's lungs
+    that corresponds by the lungs' boxes (another size, another field of view), with the
+    donor's HU and class, inside the recipient's lungs only; mirrored, into the other
+    lung; the recipient's own lesion and everything outside its lungs stay."""
+    from models.train import _band_geometry, _paste_lesions
+
+    hu, lungs, lesion, _, _ = _two_lungs()  # recipient: lungs box rows 30-170, cols 20-220
+    hu[100:110, 60:70] = -500.0
+    geo = _band_geometry(hu, lesion, 1.0)
+    # donor: the same anatomy at half the size, shifted, a consolidation in its right lung
+    d_hu = np.full((150, 160), 40.0, np.float32)
+    d_yy, d_xx = np.mgrid[:150, :160]
+    d_lungs = np.zeros(d_hu.shape, bool)
+    for cx in (42, 98):
+        d_lungs |= ((d_yy - 80) / 35.0) ** 2 + ((d_xx - cx) / 22.5) ** 2 <= 1
+    d_hu[d_lungs] = -850.0
+    d_les = np.zeros(d_hu.shape, np.uint8)
+    d_les[95:105, 35:45] = 2  # lower part of the right lung (the image's left)
+    d_hu[95:105, 35:45] = 20.0
+    donor = D.Slice("donor", d_hu, np.full(d_hu.shape, D.UNKNOWN, np.uint8), d_les, 1.0,
+                    "medseg")
+    d_geo = _band_geometry(d_hu, d_les, 1.0)
+    out, les = _paste_lesions(hu, lesion, geo, donor, d_geo, mirror=False)
+    pasted = les == 2
+    assert pasted.any() and not (pasted & ~lungs).any()
+    rows, cols = np.nonzero(pasted)
+    # donor box rows 45-115, cols 20-120 -> recipient rows 30-170, cols 20-220
+    assert abs(rows.mean() - (30 + (100 - 45) * 2)) <= 2
+    assert abs(cols.mean() - (20 + (40 - 20) * 2)) <= 2
+    assert np.allclose(out[ndi.binary_erosion(pasted, iterations=2)], 20.0)
+    assert np.array_equal(les[~pasted], lesion[~pasted]) and (les == 1).sum() == 100
+    assert np.array_equal(out[~lungs], hu[~lungs])
+    _, les_m = _paste_lesions(hu, lesion, geo, donor, d_geo, mirror=True)
+    assert np.nonzero(les_m == 2)[1].mean() > 120  # the other lung

@@ -12,8 +12,9 @@ returned as its log, so every consumer of logits takes the same argmax).
 :class:`NetPair` holds two such networks, one trained for each job: the lungs come from
 the first one's lung head and the lesions from the second one's lesion head (the lung
 stage runs only the first, the lesion stage only the second; the second may be an
-ensemble). :func:`build_net` makes any of them from the ``config`` stored with the
-weights.
+ensemble). :class:`FlipMean` runs a network on a slice and on its left-right mirror and
+averages the two as :class:`NetEnsemble` averages its members. :func:`build_net` makes any
+of them from the ``config`` stored with the weights.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HU_WINDOW", "SPACING_MM", "LesionNet", "NetEnsemble", "NetPair", "build_net",
-           "normalise_hu", "shared_spacing_mm"]
+__all__ = ["HU_WINDOW", "SPACING_MM", "FlipMean", "LesionNet", "NetEnsemble", "NetPair",
+           "NetWrapper", "build_net", "normalise_hu", "shared_spacing_mm"]
 
 #: In-plane pixel size a network works at unless its ``config`` names another, mm.
 SPACING_MM = 1.5
@@ -144,8 +145,66 @@ class NetEnsemble(nn.Module):
         outs = [n(x) for n in self.nets]
         if len(outs) == 1:
             return outs[0]
-        return tuple(torch.log(torch.stack([o[i].float().softmax(1) for o in outs]).mean(0)
-                               + 1e-8) for i in range(2))
+        return _log_mean_softmax(outs)
+
+
+def _log_mean_softmax(outs: list[tuple[torch.Tensor, torch.Tensor]]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per head, the log of the mean softmax of several (lung, lesion) logit pairs."""
+    return tuple(torch.log(torch.stack([o[i].float().softmax(1) for o in outs]).mean(0)
+                           + 1e-8) for i in range(2))
+
+
+#: The lung head's channels of a left-right mirrored slice in the slice's own order
+#: (background, right, left: the mirror's right lung is the slice's left lung).
+_MIRROR_LUNG = [0, 2, 1]
+
+
+class NetWrapper(nn.Module):
+    """A module around one network ``net`` that works at its pixel size and input
+    multiple (the attributes :func:`~lesionquant.segment.model._infer.predict_labels`
+    reads)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return self.net.multiple
+
+    @property
+    def spacing_mm(self) -> float:
+        """In-plane pixel size the network works at, mm."""
+        return self.net.spacing_mm
+
+
+class FlipMean(NetWrapper):
+    """A network run on a slice and on its left-right mirror (mirrored back, the lung
+    head's right and left swapped), the two averaged per head as :class:`NetEnsemble`
+    averages its members: the log of the mean softmax. Training mirrors half the slices,
+    so the mirror is a view the network knows; it costs a second forward pass.
+
+    Parameters
+    ----------
+    net : LesionNet or NetEnsemble
+        The network averaged over the mirror.
+    """
+
+    def __init__(self, net: LesionNet | NetEnsemble) -> None:
+        super().__init__(net)
+        self.config = {"flip": dict(net.config)}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (N, C, H, W) normalised -> (lung, lesion) log mean softmax of the slice and
+        its mirror, each (N, 3, H, W). The mirror's pixel blocks are the slice's when W is a
+        multiple of :attr:`multiple` (as :func:`~lesionquant.segment.model._infer.predict_labels`
+        pads it)."""
+        lung, lesion = self.net(torch.cat([x, x.flip(-1)]))
+        n = x.shape[0]
+        mirror = (lung[n:].flip(-1)[:, _MIRROR_LUNG], lesion[n:].flip(-1))
+        return _log_mean_softmax([(lung[:n], lesion[:n]), mirror])
 
 
 class NetPair(nn.Module):
@@ -160,7 +219,8 @@ class NetPair(nn.Module):
         not used).
     """
 
-    def __init__(self, lungs: LesionNet, lesions: LesionNet | NetEnsemble) -> None:
+    def __init__(self, lungs: LesionNet,
+                 lesions: LesionNet | NetEnsemble | FlipMean) -> None:
         super().__init__()
         self.lungs = lungs
         self.lesions = lesions
@@ -195,9 +255,12 @@ def shared_spacing_mm(nets: list[nn.Module]) -> float:
 def build_net(config: dict) -> LesionNet | NetEnsemble | NetPair:
     """The (untrained) network a weights file's ``config`` describes: a :class:`NetPair`
     when it names ``lungs`` and ``lesions``, a :class:`NetEnsemble` when it names
-    ``ensemble`` (a list of member configs), else a :class:`LesionNet`."""
+    ``ensemble`` (a list of member configs), a :class:`FlipMean` when it names ``flip``
+    (the config of the network it wraps), else a :class:`LesionNet`."""
     if "lungs" in config and "lesions" in config:
         return NetPair(LesionNet(**config["lungs"]), build_net(config["lesions"]))
     if "ensemble" in config:
         return NetEnsemble([LesionNet(**c) for c in config["ensemble"]])
+    if "flip" in config:
+        return FlipMean(build_net(config["flip"]))
     return LesionNet(**config)
