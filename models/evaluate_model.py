@@ -348,6 +348,50 @@ def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
     return out
 
 
+#: The hysteresis grid of ``lesion_low`` (models/README.md: chosen on the tuning folds).
+LESION_LOW_GRID = (0.45, 0.4, 0.35, 0.3, 0.25, 0.2)
+
+
+def medseg_lesion_low(runs: Path, prefix: str, tune: list[int], report: list[int],
+                      k: int = 5, grid: tuple[float, ...] = LESION_LOW_GRID) -> dict:
+    """The lesion mask with hysteresis (``predict_labels(lesion_low=)``) on the held-out
+    MedSeg slices of each ``<prefix>fold<f>`` network of the ``tune`` and ``report``
+    folds, without it (``argmax``) and at every value of ``grid``; the value chosen on the
+    ``tune`` folds (the highest mean lesion Dice, a tie to the higher value) is scored on
+    the ``report`` folds (variant ``chosen``). Written to
+    ``models/results/medseg_cv_<runs>_lesionlow_<prefix>.json``."""
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    variants = ["argmax", *[f"low={t:g}" for t in grid]]
+    rows = []
+    for f in [*tune, *report]:
+        net = _LastForward(_load_run(runs / f"{prefix}fold{f}")).eval()
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            t = _truth(s.lesion)
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for v, low in zip(variants, (None, *grid), strict=True):
+                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",),
+                                        lesion_low=low)
+                row[v] = _scored(t, _masks(s.lesion, les[0], s.hu, None)
+                                 ["model_head_learned"])
+            rows.append(row)
+        logger.info("fold %d scored at %d thresholds", f, len(grid))
+    tuned = _score([r for r in rows if r["fold"] in tune], variants,
+                   {r["slice"]: 0 for r in rows if r["fold"] in tune})
+    chosen = max(grid, key=lambda t: (round(tuned[f"low={t:g}"]["all"]["lesion_dice"], 9), t))
+    for r in rows:
+        r["chosen"] = r[f"low={chosen:g}"]
+    group = {r["slice"]: "tune" if r["fold"] in tune else "report" for r in rows}
+    out = {"prefix": prefix, "grid": list(grid), "tune_folds": tune, "report_folds": report,
+           "chosen": chosen, "summary": _score(rows, [*variants, "chosen"], group),
+           "rows": rows}
+    (RESULTS / f"medseg_cv_{runs.name}_lesionlow_{prefix.rstrip('_')}.json").write_text(
+        json.dumps(out, indent=1))
+    return out
+
+
 def cons_bias_markdown(out: dict) -> str:
     """The bias 0, the nested choice and every bias: mean per-slice and pooled Dice."""
     s = out["summary"]
@@ -409,14 +453,16 @@ def _both(image, truth: np.ndarray | None, voxel_ml: float, extra: dict) -> list
     return rows
 
 
-def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[dict]:
+def healthy_runs(runs: Path, names: list[str], lung_run: str = "final",
+                 lesion_low: float | None = None) -> list[dict]:
     """False lesion on the real CTs without COVID-19 (``normal_table``, ``method="model"``)
     with the lungs of ``lung_run`` (``"shipped"``: the shipped weights' lung network,
     which is lesionnet-v2's ``final`` run) and the lesions of each run in ``names`` (fold
     runs too: none of these CTs is in any training), beside each run's held-out MedSeg
     Dice.
     A name joining runs with ``+`` (``md_final+md_s1_final``) is their
-    :class:`~lesionquant.segment.model._net.NetEnsemble`."""
+    :class:`~lesionquant.segment.model._net.NetEnsemble`; ``lesion_low``: the lesion
+    mask's hysteresis (``predict_labels(lesion_low=)``)."""
     from lesionquant.evaluate import normal_table
     from lesionquant.segment.model import _stages, _weights
     from lesionquant.segment.model._net import NetPair
@@ -431,13 +477,14 @@ def healthy_runs(runs: Path, names: list[str], lung_run: str = "final") -> list[
             lesions = members[0] if len(members) == 1 else NetEnsemble(members)
             pair = NetPair(lungs, lesions).eval()
             fake = _weights.LoadedModel(net=pair, name=f"run:{name}", sha256="0" * 64,
-                                        device="cpu")
+                                        device="cpu", lesion_low=lesion_low)
             _weights.load_model = lambda device="cpu", n=None, fake=fake: fake
             _stages._last.clear()
             t = normal_table(D.DATA, Settings(method="model", device="cpu"))
             val_path = runs / name / "val.json"
             val = json.loads(val_path.read_text())["summary"] if val_path.exists() else {}
-            row = {"run": name, **{f"medseg_{k}": v for k, v in val.items()}}
+            row = {"run": name, "lesion_low": lesion_low,
+                   **{f"medseg_{k}": v for k, v in val.items()}}
             row.update({f"false_lesion_pct:{r['scan']}": r["false_lesion_pct"] for r in t.rows})
             out.append(row)
             logger.info("%s", row)
@@ -656,12 +703,13 @@ def _table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("what", choices=["medseg", "synthetic", "report", "healthy", "ensemble",
-                                    "consbias"],
+                                    "consbias", "lesionlow"],
                    help="report: the acceptance tables from models/results/synthetic*.json; "
                    "healthy: false lesion of --lesion-runs with the final lung network; "
                    "ensemble: the lesion heads of --prefixes and their mean, per fold; "
                    "consbias: the learned class's consolidation bias, nested CV over the "
-                   "folds of --prefixes (several: their ensemble)")
+                   "folds of --prefixes (several: their ensemble); lesionlow: the "
+                   "lesion hysteresis chosen on --tune folds, scored on --folds")
     p.add_argument("--prefixes", default="mo_,mc_",
                    help="ensemble: comma-separated fold-run prefixes")
     p.add_argument("--lesion-runs", default="",
@@ -687,17 +735,26 @@ def main() -> None:
     p.add_argument("--flip", action="store_true",
                    help="ensemble: each network also averaged over the left-right mirror")
     p.add_argument("--folds", default="",
-                   help="ensemble: comma-separated folds (default: all)")
+                   help="ensemble: comma-separated folds (default: all); lesionlow: the "
+                   "report folds")
+    p.add_argument("--tune", default="0,2", help="lesionlow: the tuning folds")
+    p.add_argument("--lesion-low", type=float, default=None,
+                   help="healthy: the lesion mask's hysteresis threshold")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(a.threads)
     if a.what == "healthy":
         rows = healthy_runs(a.runs, [n for n in a.lesion_runs.split(",") if n],
-                            a.lung_run)
+                            a.lung_run, a.lesion_low)
         print(_table(rows))
     elif a.what == "consbias":
         print(cons_bias_markdown(medseg_cons_bias(a.runs, a.prefixes.split(","))))
+    elif a.what == "lesionlow":
+        out = medseg_lesion_low(a.runs, a.prefix, [int(f) for f in a.tune.split(",")],
+                                [int(f) for f in a.folds.split(",") if f])
+        print(f"chosen lesion_low {out['chosen']:g} on folds {out['tune_folds']}")
+        print(medseg_markdown(out))
     elif a.what == "ensemble":
         folds = [int(f) for f in a.folds.split(",") if f] or None
         print(medseg_markdown(medseg_ensemble(a.runs, a.prefixes.split(","), flip=a.flip,

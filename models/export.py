@@ -55,11 +55,13 @@ def _run_net(run: Path) -> tuple[LesionNet, dict]:
 
 
 def export(run: Path, name: str, description: str,
-           lesion_runs: list[Path] | None = None, cons_bias: float = 0.0) -> str:
+           lesion_runs: list[Path] | None = None, cons_bias: float = 0.0,
+           lesion_low: float | None = None) -> str:
     """Write the weights of ``run`` as ``name`` (with ``lesion_runs``: the pair of the lung
     head of ``run`` and the lesion head of the lesion run, or of the ensemble of the
     lesion runs when there are several; ``cons_bias``: the learned class's
-    consolidation-vs-GGO logit bias, stored in the file; ``run`` named :data:`SHIPPED`: the
+    consolidation-vs-GGO logit bias, stored in the file; ``lesion_low``: the lesion mask's
+    hysteresis threshold, stored in the file; ``run`` named :data:`SHIPPED`: the
     shipped lung network, :func:`shipped_lungs`); returns their sha256."""
     net, meta = shipped_lungs() if str(run) == SHIPPED else _run_net(run)
     if lesion_runs:
@@ -75,6 +77,8 @@ def export(run: Path, name: str, description: str,
             "meta": json.dumps(meta)}
     if cons_bias:
         blob["cons_bias"] = float(cons_bias)
+    if lesion_low is not None:
+        blob["lesion_low"] = float(lesion_low)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     fname = name.replace("-", "_") + ".pt"
     torch.save(blob, WEIGHTS / fname)
@@ -101,8 +105,11 @@ def main() -> None:
     p.add_argument("--cons-bias", type=float, default=0.0,
                    help="the learned class's consolidation-vs-GGO logit bias inside the "
                    "lesion (models/README.md: chosen by cross-validation)")
+    p.add_argument("--lesion-low", type=float, default=None,
+                   help="hysteresis of the lesion mask: lesion probability at or above which "
+                   "a pixel joined in-plane to lesion is lesion (models/README.md)")
     a = p.parse_args()
-    print(export(a.run, a.name, a.description, a.lesion_run, a.cons_bias))
+    print(export(a.run, a.name, a.description, a.lesion_run, a.cons_bias, a.lesion_low))
 
 
 if __name__ == "__main__":

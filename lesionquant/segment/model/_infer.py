@@ -9,7 +9,9 @@ slice). The logits are resampled back to the input grid (bilinear) before the ar
 boundaries stay smooth at the input's resolution. Only the box that holds the body (pixels
 above :data:`BODY_HU` on any slice, plus :data:`BODY_MARGIN_MM`) goes through the network;
 the air around it is background (a 360 mm field of view around a 300 x 220 mm chest
-halves the work).
+halves the work). With ``lesion_low`` the lesion grows by hysteresis into the pixels of
+lesion probability at least ``lesion_low`` joined in-plane to what the argmax calls
+(:func:`_lesion_classes`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 from lesionquant.segment.model._net import LesionNet, normalise_hu
 
@@ -106,18 +109,40 @@ def _argmax3(x: torch.Tensor) -> np.ndarray:
     return out.to(torch.uint8).numpy()
 
 
-def _lesion_classes(x: torch.Tensor, cons_bias: float) -> np.ndarray:
+#: In-plane 4-connectivity of a stack of slices (no link between slices).
+_INPLANE = np.zeros((3, 3, 3), bool)
+_INPLANE[1] = ndi.generate_binary_structure(2, 1)
+
+
+def _grown(seed: np.ndarray, x: torch.Tensor, low: float) -> np.ndarray:
+    """``seed`` (N, H, W) grown by hysteresis: the in-plane connected parts of the pixels
+    whose lesion probability (1 - softmax's none) of the (N, 3, H, W) logits ``x`` is at
+    least ``low``, or that are seeds, that hold a seed."""
+    weak = (x.softmax(1)[:, 0] <= 1.0 - low).numpy() | seed
+    lab, n = ndi.label(weak, structure=_INPLANE)
+    keep = np.zeros(n + 1, bool)
+    keep[lab[seed]] = True
+    keep[0] = False
+    return keep[lab]
+
+
+def _lesion_classes(x: torch.Tensor, cons_bias: float,
+                    lesion_low: float | None = None) -> np.ndarray:
     """Lesion labels of (N, 3, H, W) logits (none, GGO, consolidation) with ``cons_bias``
     added to the consolidation logit against the GGO logit only: a pixel is lesion
     exactly when :func:`_argmax3` says so (either lesion logit above the none logit), and
     consolidation when ``consolidation + cons_bias > GGO``. ``cons_bias = 0`` is
-    :func:`_argmax3` to the bit (same ties)."""
-    if cons_bias == 0.0:
+    :func:`_argmax3` to the bit (same ties). With ``lesion_low`` the lesion also takes the
+    pixels :func:`_grown` adds (hysteresis: lesion probability >= ``lesion_low``, joined
+    in-plane to lesion), of the same GGO-or-consolidation rule."""
+    if cons_bias == 0.0 and lesion_low is None:
         return _argmax3(x)
     a, b, c = x[:, 0], x[:, 1], x[:, 2]
-    lesion = (b > a) | (c > a)
-    cons = (c + cons_bias) > b
-    return (lesion.to(torch.uint8) * torch.where(cons, 2, 1).to(torch.uint8)).numpy()
+    lesion = ((b > a) | (c > a)).numpy()
+    if lesion_low is not None:
+        lesion = _grown(lesion, x, lesion_low)
+    cons = ((c + cons_bias) > b).numpy()
+    return (lesion * np.where(cons, 2, 1)).astype(np.uint8)
 
 
 #: Logit channels of each part: the lung head's and the lesion head's.
@@ -130,7 +155,8 @@ def _keep(parts: tuple[str, ...]) -> slice:
 
 
 def _labels(logits: torch.Tensor, size: tuple[int, int],
-            parts: tuple[str, ...], cons_bias: float = 0.0) -> dict[str, np.ndarray]:
+            parts: tuple[str, ...], cons_bias: float = 0.0,
+            lesion_low: float | None = None) -> dict[str, np.ndarray]:
     """Labels of ``parts`` from the (N, C, h, w) logits of :func:`_keep` (C = 3 for one
     part, 6 for both), resampled to ``size`` first (lesions: :func:`_lesion_classes`)."""
     if tuple(logits.shape[2:]) != size:
@@ -139,7 +165,8 @@ def _labels(logits: torch.Tensor, size: tuple[int, int],
     for p, c in PARTS.items():
         if p in parts:
             x = logits if len(parts) == 1 else logits[:, c]
-            out[p] = _lesion_classes(x, cons_bias) if p == "lesions" else _argmax3(x)
+            out[p] = (_lesion_classes(x, cons_bias, lesion_low) if p == "lesions"
+                      else _argmax3(x))
     return out
 
 
@@ -166,7 +193,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
                    z_step_mm: float = 2.0,
                    parts: tuple[str, ...] = ("lungs", "lesions"),
                    box: tuple[slice, slice, slice] | None = None,
-                   cons_bias: float = 0.0,
+                   cons_bias: float = 0.0, lesion_low: float | None = None,
                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The most probable lung and lesion class of every pixel of every slice.
 
@@ -201,6 +228,10 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
         Added to the consolidation logit against the GGO logit inside the lesion
         (:func:`_lesion_classes`; the lesion mask does not depend on it), a property of
         the weights (:attr:`~lesionquant.segment.model._weights.LoadedModel.cons_bias`).
+    lesion_low : float, optional
+        Hysteresis of the lesion mask (:func:`_grown`): pixels of lesion probability at
+        least this, joined in-plane to the argmax's lesion, are lesion too; ``None``: the
+        argmax alone. A property of the weights, as ``cons_bias``.
 
     Returns
     -------
@@ -215,7 +246,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
             inner_box = (box[0], *(slice(max(0, b.start - o.start), max(0, b.stop - o.start))
                                    for b, o in zip(box[1:], (rows, cols), strict=True)))
         inner = predict_labels(net, hu[:, rows, cols], spacing_yx, device=device, batch=batch,
-                               cons_bias=cons_bias,
+                               cons_bias=cons_bias, lesion_low=lesion_low,
                                spacing_z_mm=spacing_z_mm, z_step_mm=z_step_mm, parts=parts,
                                box=inner_box)
         out = []
@@ -242,7 +273,7 @@ def predict_labels(net: LesionNet, hu: np.ndarray, spacing_yx: tuple[float, floa
     labels = {p: np.zeros((z, y, x), np.uint8) for p in parts}
 
     def put(sl: slice, logits: torch.Tensor) -> None:
-        for p, lab in _labels(logits, (y, x), parts, cons_bias).items():
+        for p, lab in _labels(logits, (y, x), parts, cons_bias, lesion_low).items():
             labels[p][sl] = lab
 
     def logits_of(idx: np.ndarray) -> torch.Tensor:

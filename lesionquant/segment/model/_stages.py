@@ -139,7 +139,8 @@ def _predict(image: sitk.Image, device: str, name: str | None, part: str,
         lung, lesion = predict_labels(net, hu, (sy, sx), device=device,
                                       batch=BATCH_SLICES, spacing_z_mm=sz,
                                       z_step_mm=Z_STEP_MM, parts=parts, box=box,
-                                      cons_bias=model.cons_bias)
+                                      cons_bias=model.cons_bias,
+                                      lesion_low=model.lesion_low)
         both = {"lungs": lung, "lesions": lesion}
         new = {p: both[p] for p in parts} if box is None else {slot: lesion}
         with _lock:

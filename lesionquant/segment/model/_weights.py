@@ -28,15 +28,18 @@ DEFAULT_WEIGHTS = "lesionnet-v4"
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A network ready to run: the module (eval mode, on ``device``), its identity, and
+    """A network ready to run: the module (eval mode, on ``device``), its identity,
     ``cons_bias``, the consolidation-vs-GGO logit bias of its learned class stored with
-    the weights (``predict_labels(cons_bias=...)``; 0 when the file names none)."""
+    the weights (``predict_labels(cons_bias=...)``; 0 when the file names none), and
+    ``lesion_low``, the hysteresis of its lesion mask (``predict_labels(lesion_low=...)``;
+    None, the argmax alone, when the file names none)."""
 
     net: object  # LesionNet or NetPair; typed loosely so this module imports without torch
     name: str
     sha256: str
     device: str
     cons_bias: float = 0.0
+    lesion_low: float | None = None
 
 
 def _folder() -> Path:
@@ -116,8 +119,11 @@ def _load(device: str, name: str) -> LoadedModel:
         net = build_net(blob["config"])
         net.load_state_dict(blob["state_dict"])
         cons_bias = float(blob.get("cons_bias", 0.0))
+        lesion_low = blob.get("lesion_low")
+        lesion_low = None if lesion_low is None else float(lesion_low)
     except Exception as exc:
         raise WeightsError(f"cannot load the weights ({exc})", source=path) from exc
     net.eval().to(device)
     logger.info("loaded weights %s (sha256 %s) on %s", name, digest[:12], device)
-    return LoadedModel(net=net, name=name, sha256=digest, device=device, cons_bias=cons_bias)
+    return LoadedModel(net=net, name=name, sha256=digest, device=device, cons_bias=cons_bias,
+                       lesion_low=lesion_low)
