@@ -424,3 +424,24 @@ def test_pasted_lesions_land_at_the_same_place_of_the_other_lungs():
     assert np.array_equal(out[~lungs], hu[~lungs])
     _, les_m = _paste_lesions(hu, lesion, geo, donor, d_geo, mirror=True)
     assert np.nonzero(les_m == 2)[1].mean() > 120  # the other lung
+
+
+def test_hysteresis_grows_lesion_only_next_to_lesion():
+    """``_lesion_classes(lesion_low=)``: pixels of lesion probability >= ``lesion_low``
+    joined in-plane to the argmax's lesion become lesion (of the more probable class);
+    an equally probable patch not joined to lesion, and any patch on another slice, does
+    not; without it the argmax is unchanged to the bit."""
+    from lesionquant.segment.model._infer import _argmax3, _lesion_classes
+
+    x = torch.zeros(2, 3, 20, 20)
+    x[:, 0] = 4.0  # none, confidently
+    x[0, 1, 5:8, 5:8] = 8.0  # a GGO seed
+    x[0, 1, 5:8, 8:14] = 3.5  # its faint edge: p(none) about 0.6, lesion about 0.4
+    x[0, 1, 15:18, 15:18] = 3.5  # the same faint haze, not joined to lesion
+    x[1, 2, 5:8, 8:14] = 3.5  # faint, under the seed but on the next slice
+    base = _lesion_classes(x, 0.0)
+    assert np.array_equal(base, _argmax3(x)) and base.sum() == 9
+    grown = _lesion_classes(x, 0.0, lesion_low=0.3)
+    assert (grown[0, 5:8, 5:14] == 1).all()
+    assert grown[0, 15:18, 15:18].sum() == 0 and grown[1].sum() == 0
+    assert np.array_equal(_lesion_classes(x, 0.0, lesion_low=0.45), base)  # 0.4 < 0.45
