@@ -90,3 +90,37 @@ def test_a_real_sweep_trains_scores_and_skips_what_is_done(tmp_path, data_root, 
     assert sweep.main(args) == 0
     assert (tmp_path / "a_s0_fold0" / "val.json").stat().st_mtime_ns == mtime
     assert json.loads((tmp_path / "summary.json").read_text())["b"]["n_seeds"] == 1
+
+
+def test_a_gpu_calls_files_become_runs_and_results(tmp_path):
+    """``models.gpu_import``: the runs' texts come out of the archive, each float16 final
+    network becomes a float32 ``ckpt.pt`` a run trained here would have (it loads into
+    its network), and the call's texts and the sweep's summary go to the results."""
+    import tarfile
+
+    from lesionquant.segment.model import LesionNet
+    from models import gpu_import
+
+    files, src = tmp_path / "files", tmp_path / "src"
+    (src / "w_s0_final").mkdir(parents=True)
+    (src / "w_s0_final" / "meta.json").write_text(json.dumps({"fold": -1, "config": {
+        "in_channels": 1, "base": 4, "levels": 4, "spacing_mm": 1.5}}))
+    (src / "summary.json").write_text("{}")
+    files.mkdir()
+    with tarfile.open(files / "runs.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=".")
+    net = LesionNet(base=4)
+    torch.save({"step": 1500, "model": {k: v.half() if v.is_floating_point() else v
+                                        for k, v in net.state_dict().items()}},
+               files / "final_w_s0_final.pt")
+    (files / "bench_gpu.txt").write_text("| quantify (whole, from file) | 2.1 |")
+    finals = gpu_import.import_call(files, tmp_path / "runs", tmp_path / "results")
+    assert finals == ["w_s0_final"]
+    st = torch.load(tmp_path / "runs" / "w_s0_final" / "ckpt.pt", weights_only=True)
+    assert st["step"] == 1500 and st["model"]["lesion_head.weight"].dtype == torch.float32
+    again = LesionNet(**json.loads((tmp_path / "runs" / "w_s0_final" / "meta.json")
+                                   .read_text())["config"])
+    again.load_state_dict(st["model"])
+    assert torch.allclose(again.lesion_head.weight, net.lesion_head.weight, atol=1e-3)
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["bench_gpu.txt",
+                                                                       "summary.json"]
