@@ -301,6 +301,34 @@ class _LastForward(NetWrapper):
         return last[1]
 
 
+def _grid_rows(runs: Path, prefixes: list[str], folds: list[int], k: int,
+               variants: dict[str, dict]) -> list[dict]:
+    """Rows of the held-out MedSeg slices of each fold in ``folds``, scored (learned
+    class, lesion head) once per variant: ``variants`` maps a name to the
+    ``predict_labels`` options of that variant. The fold's network is that of
+    ``<prefix>fold<f>`` (the :class:`~lesionquant.segment.model._net.NetEnsemble` of the
+    ``prefixes`` when there are several), run once a slice (:class:`_LastForward`)."""
+    ids = D.medseg_ids()
+    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
+    slices = {s.name: s for s in D.load_medseg(ids)}
+    rows = []
+    for f in folds:
+        nets = [_load_run(runs / f"{p}fold{f}") for p in prefixes]
+        net = _LastForward(nets[0] if len(nets) == 1 else NetEnsemble(nets)).eval()
+        for sid in [i for i in ids if fold_of[i] == f]:
+            s = slices[sid]
+            t = _truth(s.lesion)
+            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
+            for name, opts in variants.items():
+                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",),
+                                        **opts)
+                row[name] = _scored(t, _masks(s.lesion, les[0], s.hu, None)
+                                    ["model_head_learned"])
+            rows.append(row)
+        logger.info("fold %d scored at %d variants", f, len(variants))
+    return rows
+
+
 def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
                      grid: tuple[float, ...] = CONS_BIAS_GRID) -> dict:
     """The learned class with a consolidation-vs-GGO bias (``predict_labels(cons_bias=)``)
@@ -312,22 +340,8 @@ def medseg_cons_bias(runs: Path, prefixes: list[str], k: int = 5,
     Written to ``models/results/medseg_cv_<runs>_consbias_<prefixes>.json``."""
     ids = D.medseg_ids()
     fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
-    slices = {s.name: s for s in D.load_medseg(ids)}
-    rows = []
-    for f in range(k):
-        nets = [_load_run(runs / f"{p}fold{f}") for p in prefixes]
-        net = _LastForward(nets[0] if len(nets) == 1 else NetEnsemble(nets)).eval()
-        for sid in [i for i in ids if fold_of[i] == f]:
-            s = slices[sid]
-            t = _truth(s.lesion)
-            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
-            for b in grid:
-                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",),
-                                        cons_bias=b)
-                row[f"b={b:g}"] = _scored(t, _masks(s.lesion, les[0], s.hu, None)
-                                          ["model_head_learned"])
-            rows.append(row)
-        logger.info("fold %d scored at %d biases", f, len(grid))
+    rows = _grid_rows(runs, prefixes, list(range(k)), k,
+                      {f"b={b:g}": {"cons_bias": b} for b in grid})
     variants = [f"b={b:g}" for b in grid]
 
     def best(sel_rows: list[dict]) -> float:
@@ -360,24 +374,9 @@ def medseg_lesion_low(runs: Path, prefix: str, tune: list[int], report: list[int
     ``tune`` folds (the highest mean lesion Dice, a tie to the higher value) is scored on
     the ``report`` folds (variant ``chosen``). Written to
     ``models/results/medseg_cv_<runs>_lesionlow_<prefix>.json``."""
-    ids = D.medseg_ids()
-    fold_of = {sid: f for f, block in enumerate(D.folds(ids, k)) for sid in block}
-    slices = {s.name: s for s in D.load_medseg(ids)}
-    variants = ["argmax", *[f"low={t:g}" for t in grid]]
-    rows = []
-    for f in [*tune, *report]:
-        net = _LastForward(_load_run(runs / f"{prefix}fold{f}")).eval()
-        for sid in [i for i in ids if fold_of[i] == f]:
-            s = slices[sid]
-            t = _truth(s.lesion)
-            row = {"slice": sid, "fold": f, "t": {c: int(m.sum()) for c, m in t.items()}}
-            for v, low in zip(variants, (None, *grid), strict=True):
-                _, les = predict_labels(net, s.hu[None], (s.mm, s.mm), parts=("lesions",),
-                                        lesion_low=low)
-                row[v] = _scored(t, _masks(s.lesion, les[0], s.hu, None)
-                                 ["model_head_learned"])
-            rows.append(row)
-        logger.info("fold %d scored at %d thresholds", f, len(grid))
+    options = {"argmax": {}, **{f"low={t:g}": {"lesion_low": t} for t in grid}}
+    variants = list(options)
+    rows = _grid_rows(runs, [prefix], [*tune, *report], k, options)
     tuned = _score([r for r in rows if r["fold"] in tune], variants,
                    {r["slice"]: 0 for r in rows if r["fold"] in tune})
     chosen = max(grid, key=lambda t: (round(tuned[f"low={t:g}"]["all"]["lesion_dice"], 9), t))

@@ -85,9 +85,9 @@ def plan(recipes: dict[str, str], seeds: list[int], folds: list[int]) -> list[Ru
     return [Run(r, extra, s, f) for r, extra in recipes.items() for s in seeds for f in folds]
 
 
-def finished(run_dir: Path, steps: int | None) -> bool:
+def finished(run_dir: Path) -> bool:
     """A fold run is finished when it wrote ``val.json``; a final run (no held-out
-    slices) when its checkpoint holds its last step (``steps`` from ``meta.json``)."""
+    slices) when its checkpoint holds the last step its ``meta.json`` names."""
     if (run_dir / "val.json").exists():
         return True
     meta, ckpt = run_dir / "meta.json", run_dir / "ckpt.pt"
@@ -97,12 +97,12 @@ def finished(run_dir: Path, steps: int | None) -> bool:
     if m.get("fold", 0) >= 0:
         return False
     step = torch.load(ckpt, map_location="cpu", weights_only=True)["step"]
-    return int(step) >= int(steps if steps is not None else m["steps"])
+    return int(step) >= int(m["steps"])
 
 
 def _train(run: Run, out: Path, device: str, base_args: str) -> tuple[str, int, float]:
     run_dir = out / run.name
-    if finished(run_dir, None):
+    if finished(run_dir):
         return run.name, 0, 0.0
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

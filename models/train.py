@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from lesionquant._box import bbox
 from lesionquant.segment import resolve_device
 from lesionquant.segment.model import SPACING_MM, LesionNet, normalise_hu
 from lesionquant.segment.model._infer import predict_labels
@@ -224,12 +225,6 @@ def _dense_consolidation(hu: np.ndarray, lesion: np.ndarray, mm: float,
     return out_hu, out_les
 
 
-def _lung_box(geometry: tuple[np.ndarray, np.ndarray]) -> tuple[int, int, int, int]:
-    """Rows and columns (first, one past the last) of the lungs of :func:`_band_geometry`."""
-    rows, cols = np.nonzero(geometry[0] > 0)
-    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-
-
 def _paste_lesions(hu: np.ndarray, lesion: np.ndarray, geometry: tuple[np.ndarray, np.ndarray],
                    donor: D.Slice, donor_geometry: tuple[np.ndarray, np.ndarray],
                    mirror: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -237,8 +232,8 @@ def _paste_lesions(hu: np.ndarray, lesion: np.ndarray, geometry: tuple[np.ndarra
     HU and labels out (copy-paste augmentation: real lesions, real texture, other lungs).
 
     The donor (mirrored left-right when ``mirror``) is mapped onto the slice by its lungs'
-    box onto the slice's lungs' box (:func:`_lung_box` of each slice's
-    :func:`_band_geometry`; rows and columns scaled apart), its HU linearly and its labels
+    box onto the slice's lungs' box (each slice's :func:`_band_geometry` lungs; rows and
+    columns scaled apart), its HU linearly and its labels
     by nearest neighbour; its lesion pixels that land in the slice's lungs replace the
     slice's HU, blended over about one pixel at their edge (inside the lungs only), and
     take the donor's class (1 GGO, 2 consolidation). The slice's own lesions elsewhere stay.
@@ -246,13 +241,16 @@ def _paste_lesions(hu: np.ndarray, lesion: np.ndarray, geometry: tuple[np.ndarra
     d_hu, d_les, d_lung = donor.hu, donor.lesion, donor_geometry[0] > 0
     if mirror:
         d_hu, d_les, d_lung = d_hu[:, ::-1], d_les[:, ::-1], d_lung[:, ::-1]
-    r0, r1, c0, c1 = _lung_box(geometry)
-    q0, q1, p0, p1 = _lung_box((d_lung, None))
-    yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
-    coords = np.stack([q0 + (yy - r0 + 0.5) * (q1 - q0) / (r1 - r0) - 0.5,
-                       p0 + (xx - c0 + 0.5) * (p1 - p0) / (c1 - c0) - 0.5])
+    rows, cols = bbox((geometry[0] > 0)[None], (0, 0, 0))[1:]
+    d_rows, d_cols = bbox(d_lung[None], (0, 0, 0))[1:]
+    yy, xx = np.mgrid[rows, cols].astype(np.float32)
+    coords = np.stack(
+        [d_rows.start + (yy - rows.start + 0.5) * (d_rows.stop - d_rows.start)
+         / (rows.stop - rows.start) - 0.5,
+         d_cols.start + (xx - cols.start + 0.5) * (d_cols.stop - d_cols.start)
+         / (cols.stop - cols.start) - 0.5])
     m_les = ndi.map_coordinates(d_les, coords, order=0, mode="nearest")
-    lung = geometry[0][r0:r1, c0:c1] > 0
+    lung = geometry[0][rows, cols] > 0
     paste = ((m_les == 1) | (m_les == 2)) & lung
     if not paste.any():
         return hu, lesion
@@ -261,8 +259,8 @@ def _paste_lesions(hu: np.ndarray, lesion: np.ndarray, geometry: tuple[np.ndarra
     alpha = np.where(paste, 1.0, ndi.gaussian_filter(paste.astype(np.float32), 0.7) * lung)
     out_hu = hu.astype(np.float32, copy=True)
     out_les = lesion.copy()
-    out_hu[r0:r1, c0:c1] = hu[r0:r1, c0:c1] * (1 - alpha) + m_hu * alpha
-    out_les[r0:r1, c0:c1] = np.where(paste, m_les, lesion[r0:r1, c0:c1])
+    out_hu[rows, cols] = hu[rows, cols] * (1 - alpha) + m_hu * alpha
+    out_les[rows, cols] = np.where(paste, m_les, lesion[rows, cols])
     return out_hu, out_les
 
 

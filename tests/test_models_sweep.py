@@ -57,10 +57,10 @@ def test_finished_runs_and_seed_means(tmp_path):
     _fake_run(tmp_path, "r_s1_fold0", 0, 0.60)
     _fake_run(tmp_path, "r_s1_fold1", 1, None, step=5)  # interrupted
     _fake_run(tmp_path, "r_s1_final", -1, None, step=5)
-    assert sweep.finished(tmp_path / "r_s0_final", None)
-    assert not sweep.finished(tmp_path / "r_s1_final", None)
-    assert not sweep.finished(tmp_path / "r_s1_fold1", None)
-    assert not sweep.finished(tmp_path / "missing", None)
+    assert sweep.finished(tmp_path / "r_s0_final")
+    assert not sweep.finished(tmp_path / "r_s1_final")
+    assert not sweep.finished(tmp_path / "r_s1_fold1")
+    assert not sweep.finished(tmp_path / "missing")
     s = sweep.summarise(tmp_path, runs)["r"]
     assert s["seeds"][0]["complete"] and not s["seeds"][1]["complete"]
     assert s["seeds"][0]["mean"]["lesion_dice"] == pytest.approx(0.75)
